@@ -1,0 +1,240 @@
+//! Wiring only: load the configuration and catalog, open the store, build the
+//! providers, spawn the workers, notifier and endpoints, and drain them on
+//! shutdown. No decisions are made here.
+
+use crate::catalog::{Catalog, Problem};
+use crate::chat::notifier::Notifier;
+use crate::chat::ChatSink;
+use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::domain::team::Platform;
+use crate::metrics::Metrics;
+use crate::progress::{self, Bus};
+use crate::provider::proxmox::Proxmox;
+use crate::provider::Compute;
+use crate::store::Store;
+use crate::worker::Worker;
+use anyhow::Context;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Seconds without a heartbeat after which another instance's claim lapses.
+const STALE_AFTER: i64 = 30;
+
+/// A running Slipway.
+pub struct App {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub store: Store,
+    pub compute: Arc<dyn Compute>,
+    pub bus: Bus,
+    pub wake: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub owner: String,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Loads the catalog for a configuration, with every problem listed.
+pub fn load_catalog(config: &Config) -> Result<Catalog, Vec<Problem>> {
+    let teams: Vec<String> = config.teams.iter().map(|t| t.name.0.clone()).collect();
+    let catalog = Catalog::load(&config.commands_dir, &config.profiles_dir, &teams)?;
+    let problems = cross_check(config, &catalog);
+    if problems.is_empty() {
+        Ok(catalog)
+    } else {
+        Err(problems)
+    }
+}
+
+/// What only the configuration and the catalog together can tell.
+fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for p in &catalog.profiles {
+        if !config.proxmox.bridges.contains(&p.network.bridge) {
+            problems.push(Problem::new(
+                &p.file,
+                format!(
+                    "network.bridge: '{}' is not in proxmox.bridges ({})",
+                    p.network.bridge,
+                    config.proxmox.bridges.join(", ")
+                ),
+            ));
+        }
+        if let Some(s) = p
+            .storage
+            .as_ref()
+            .filter(|s| !config.proxmox.storages.contains(s))
+        {
+            problems.push(Problem::new(
+                &p.file,
+                format!("storage: '{s}' is not in proxmox.storages"),
+            ));
+        }
+    }
+    let known = [
+        "help",
+        "profiles",
+        "env.create",
+        "env.list",
+        "env.info",
+        "env.start",
+        "env.stop",
+        "env.restart",
+        "env.destroy",
+        "quota",
+        "jobs",
+        "job",
+        "approval.approve",
+        "approval.deny",
+    ];
+    for c in catalog.commands() {
+        if !known.contains(&c.action.as_str()) {
+            let file = catalog
+                .groups
+                .iter()
+                .find(|g| g.name == c.path[0])
+                .map(|g| g.file.clone())
+                .unwrap_or_default();
+            problems.push(Problem::new(
+                &file,
+                format!(
+                    "{}: action '{}' is unknown; known: {}",
+                    c.display_path(),
+                    c.action,
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    problems
+}
+
+fn problems_error(what: &str, problems: Vec<Problem>) -> anyhow::Error {
+    let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    anyhow::anyhow!(
+        "{what} has {} problem(s):\n{}\nRun `slipway check --config FILE` after fixing them.",
+        problems.len(),
+        list.join("\n")
+    )
+}
+
+impl App {
+    /// Builds everything and claims the database. Nothing runs yet.
+    pub fn build(config: Config) -> anyhow::Result<App> {
+        let catalog = load_catalog(&config).map_err(|p| problems_error("the catalog", p))?;
+        let store = Store::open(&config.database)
+            .with_context(|| format!("cannot open the database {}", config.database.display()))?;
+        let owner = format!(
+            "{}:{}:{}",
+            crate::store::hostname(),
+            std::process::id(),
+            crate::store::now_ms()
+        );
+        store.acquire_instance(&owner, STALE_AFTER)?;
+        let metrics = Arc::new(Metrics::new());
+        let proxmox = Proxmox::new(&config.proxmox)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .with_error_counter(metrics.proxmox_errors.clone());
+        Ok(App {
+            config: Arc::new(config),
+            catalog: Arc::new(catalog),
+            store,
+            compute: Arc::new(proxmox),
+            bus: progress::bus(),
+            wake: Arc::new(Notify::new()),
+            metrics,
+            owner,
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    pub fn dispatcher(&self) -> Dispatcher {
+        Dispatcher::new(
+            self.config.clone(),
+            self.catalog.clone(),
+            self.store.clone(),
+            self.compute.clone(),
+            self.wake.clone(),
+        )
+    }
+
+    /// Spawns the workers, the heartbeat and the notifier for these chat sinks.
+    pub fn start(&self, sinks: Vec<Arc<dyn ChatSink>>) {
+        let worker = Arc::new(Worker {
+            store: self.store.clone(),
+            compute: self.compute.clone(),
+            config: self.config.clone(),
+            catalog: self.catalog.clone(),
+            bus: self.bus.clone(),
+            wake: self.wake.clone(),
+            owner: self.owner.clone(),
+            metrics: self.metrics.clone(),
+        });
+        worker.spawn(&self.tracker, &self.cancel);
+        let notifier = Notifier {
+            store: self.store.clone(),
+            sinks: sinks
+                .into_iter()
+                .map(|s| (s.platform(), s))
+                .collect::<HashMap<Platform, _>>(),
+            interval: Duration::from_millis(250),
+        };
+        self.tracker
+            .spawn(notifier.run(self.bus.subscribe(), self.cancel.clone()));
+        let (store, owner, cancel) = (self.store.clone(), self.owner.clone(), self.cancel.clone());
+        self.tracker.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                        if let Err(e) = store.heartbeat(owner.clone()).await {
+                            tracing::warn!(error = %e, "heartbeat failed");
+                        }
+                    }
+                    _ = cancel.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Serves `/healthz` and `/metrics` if configured; returns the bound address.
+    pub async fn serve_http(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        let Some(addr) = self.config.http_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on http.listen {addr}"))?;
+        let bound = listener.local_addr()?;
+        self.tracker.spawn(crate::http::serve(
+            listener,
+            self.store.clone(),
+            self.metrics.clone(),
+            self.cancel.clone(),
+        ));
+        Ok(Some(bound))
+    }
+
+    /// Stops claiming jobs, lets running steps finish within `deadline`, and
+    /// gives up the database.
+    pub async fn shutdown(self, deadline: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "some work did not finish within {deadline:?}; it resumes on the next start"
+            );
+        }
+        if let Err(e) = self.store.release_instance(&self.owner) {
+            tracing::warn!(error = %e, "could not release the database claim");
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! What every chat adapter shares: the [`Inbound`] event an adapter builds from
+//! a platform's message, the [`Reply`] it gets back, where progress goes
+//! ([`ReplyTo`]), and the [`ChatSink`] trait through which the notifier posts
+//! and edits messages. Adapters translate; they decide nothing.
+
+pub mod console;
+pub mod notifier;
+pub mod render;
+
+use crate::domain::team::{Actor, Platform};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// A chat event that asks Slipway to do something.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    pub actor: Actor,
+    /// The command line as typed (`/env create …`, `!env create …`).
+    pub text: String,
+    /// The platform's id of the event: a retried event never does the work twice.
+    pub event_id: String,
+    /// Where replies and progress go.
+    pub reply_to: ReplyTo,
+}
+
+/// A conversation: where a reply or progress message is posted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    pub platform: Platform,
+    pub channel: String,
+    #[serde(default)]
+    pub thread: Option<String>,
+}
+
+impl ReplyTo {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn from_json(raw: &str) -> Option<ReplyTo> {
+        serde_json::from_str(raw).ok()
+    }
+}
+
+/// Slipway's answer to an inbound command.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    /// Errors and private details: ephemeral where the platform allows it.
+    pub private: bool,
+    /// A job this command queued (the console waits for it; adapters follow it).
+    pub job: Option<i64>,
+    /// An approval request that admins must see.
+    pub approval: Option<i64>,
+}
+
+impl Reply {
+    pub fn public(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ..Reply::default()
+        }
+    }
+
+    pub fn private(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            private: true,
+            ..Reply::default()
+        }
+    }
+}
+
+/// A message Slipway owns and edits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub platform: Platform,
+    pub channel: String,
+    pub id: String,
+}
+
+/// A chat adapter failed to deliver.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ChatError {
+    #[error("rate limited; retry after {0:?}")]
+    RateLimited(std::time::Duration),
+    #[error("chat platform error: {0}")]
+    Platform(String),
+}
+
+/// Posting and editing messages on one platform.
+#[async_trait]
+pub trait ChatSink: Send + Sync {
+    fn platform(&self) -> Platform;
+    async fn send(&self, to: &ReplyTo, text: &str) -> Result<MessageRef, ChatError>;
+    async fn edit(&self, msg: &MessageRef, text: &str) -> Result<(), ChatError>;
+}

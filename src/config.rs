@@ -1,0 +1,585 @@
+//! The configuration file (TOML), loaded raw and then validated into the types
+//! the rest of Slipway uses. Every problem is reported as `file: key: message`.
+//! Secrets are read from environment variables or files, never required inline,
+//! and held as [`SecretString`]s that do not print.
+
+use crate::catalog::Problem;
+use crate::domain::names::TeamName;
+use crate::domain::quota::Quota;
+use crate::domain::team::{IpPool, OverQuota, Platform, Team};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// SQLite database file, relative to the config file.
+    #[serde(default = "default_db")]
+    database: String,
+    #[serde(default = "default_commands")]
+    commands_dir: String,
+    #[serde(default = "default_profiles")]
+    profiles_dir: String,
+    proxmox: RawProxmox,
+    #[serde(default)]
+    worker: RawWorker,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    http: Option<RawHttp>,
+    #[serde(default)]
+    provision: RawProvision,
+    #[serde(default)]
+    teams: Vec<RawTeam>,
+    #[serde(default)]
+    console: RawConsole,
+}
+
+fn default_db() -> String {
+    "slipway.db".into()
+}
+fn default_commands() -> String {
+    "commands".into()
+}
+fn default_profiles() -> String {
+    "profiles".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxmox {
+    url: String,
+    token_id: String,
+    /// Name of the environment variable that holds the token secret.
+    token_secret_env: Option<String>,
+    /// File that holds the token secret.
+    token_secret_file: Option<String>,
+    ca_file: Option<String>,
+    fingerprint: Option<String>,
+    nodes: Vec<String>,
+    storages: Vec<String>,
+    bridges: Vec<String>,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_task_timeout")]
+    task_timeout: String,
+    #[serde(default = "default_shutdown_timeout")]
+    shutdown_timeout: String,
+    /// How long to wait for a DHCP container to report its address.
+    #[serde(default = "default_address_wait")]
+    address_wait: String,
+}
+
+fn default_timeout() -> String {
+    "30s".into()
+}
+fn default_task_timeout() -> String {
+    "10m".into()
+}
+fn default_shutdown_timeout() -> String {
+    "60s".into()
+}
+fn default_address_wait() -> String {
+    "60s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorker {
+    #[serde(default = "four")]
+    concurrency: usize,
+    #[serde(default = "two")]
+    per_node: usize,
+    #[serde(default = "default_lease")]
+    lease: String,
+}
+
+impl Default for RawWorker {
+    fn default() -> Self {
+        RawWorker {
+            concurrency: four(),
+            per_node: two(),
+            lease: default_lease(),
+        }
+    }
+}
+
+fn four() -> usize {
+    4
+}
+fn two() -> usize {
+    2
+}
+fn default_lease() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    allow_self_approval: bool,
+    /// Commands per user per minute.
+    rate_per_minute: Option<u32>,
+    /// Commands a user may send at once before the rate applies.
+    rate_burst: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvision {
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// Working directory of post-provision commands, relative to the config file.
+    workdir: Option<String>,
+}
+
+impl Default for RawProvision {
+    fn default() -> Self {
+        RawProvision {
+            enabled: true,
+            workdir: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    name: String,
+    #[serde(default)]
+    members: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    admins: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    quota: RawQuota,
+    /// "approval" (default) or "refuse".
+    #[serde(default)]
+    over_quota: Option<String>,
+    vmids: RawVmids,
+    ip_pool: Option<RawPool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    cores: Option<u32>,
+    memory_mb: Option<u32>,
+    disk_gb: Option<u32>,
+    environments: Option<u32>,
+    max_ttl: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVmids {
+    first: u32,
+    last: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    /// "10.20.0.10-10.20.0.50"
+    range: String,
+    /// "10.20.0.0/24": the network the range lies in.
+    network: String,
+    gateway: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    /// user → roles, so policies can be exercised locally.
+    #[serde(default)]
+    users: BTreeMap<String, Vec<String>>,
+    default_user: Option<String>,
+}
+
+/// How Slipway reaches Proxmox VE.
+#[derive(Debug, Clone)]
+pub struct ProxmoxConfig {
+    pub url: String,
+    pub token_id: String,
+    pub token_secret: SecretString,
+    pub ca_file: Option<PathBuf>,
+    pub fingerprint: Option<String>,
+    pub nodes: Vec<String>,
+    pub storages: Vec<String>,
+    pub bridges: Vec<String>,
+    pub timeout: Duration,
+    pub task_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub address_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub concurrency: usize,
+    pub per_node: usize,
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    pub allow_self_approval: bool,
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProvisionConfig {
+    pub enabled: bool,
+    pub workdir: PathBuf,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    pub database: PathBuf,
+    pub commands_dir: PathBuf,
+    pub profiles_dir: PathBuf,
+    pub proxmox: ProxmoxConfig,
+    pub worker: WorkerConfig,
+    pub policy: PolicyConfig,
+    pub http_listen: Option<SocketAddr>,
+    pub provision: ProvisionConfig,
+    pub teams: Vec<Team>,
+    pub console_users: BTreeMap<String, Vec<String>>,
+    pub console_default_user: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates the file; every problem found is returned at once.
+    pub fn load(path: &Path) -> Result<Config, Vec<Problem>> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![Problem::new(
+                &file,
+                format!("cannot read the configuration: {e}"),
+            )]
+        })?;
+        let raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| vec![Problem::new(&file, e.to_string().trim_end().to_string())])?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut problems = Vec::new();
+        let cfg = validate(raw, &base, path, &mut problems);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn team(&self, name: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.name.0 == name)
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn duration(raw: &str, key: &str, file: &str, problems: &mut Vec<Problem>) -> Duration {
+    humantime::parse_duration(raw).unwrap_or_else(|e| {
+        problems.push(Problem::new(
+            file,
+            format!("{key}: '{raw}': {e} (write e.g. 30s, 10m or 3d)"),
+        ));
+        Duration::ZERO
+    })
+}
+
+fn read_secret(
+    raw: &RawProxmox,
+    base: &Path,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) -> SecretString {
+    let value = match (&raw.token_secret_env, &raw.token_secret_file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            format!("proxmox.token_secret_env: the environment variable {var} is not set; export it with the API token's secret")
+        }),
+        (None, Some(f)) => std::fs::read_to_string(resolve(base, f))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("proxmox.token_secret_file: cannot read {f}: {e}")),
+        (Some(_), Some(_)) => Err("proxmox: give token_secret_env or token_secret_file, not both".into()),
+        (None, None) => Err("proxmox: the token secret is missing; set token_secret_env (an environment variable's name) or token_secret_file".into()),
+    };
+    match value {
+        Ok(v) if !v.is_empty() => SecretString::from(v),
+        Ok(_) => {
+            problems.push(Problem::new(
+                file,
+                "proxmox: the token secret is empty".into(),
+            ));
+            SecretString::from(String::new())
+        }
+        Err(msg) => {
+            problems.push(Problem::new(file, msg));
+            SecretString::from(String::new())
+        }
+    }
+}
+
+fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem>) -> Config {
+    let file = path.display().to_string();
+    let f = file.as_str();
+    let px = &raw.proxmox;
+    if !px.url.starts_with("https://") {
+        problems.push(Problem::new(
+            f,
+            format!(
+                "proxmox.url: '{}' must start with https:// (Proxmox only speaks HTTPS)",
+                px.url
+            ),
+        ));
+    }
+    if !px.token_id.contains('!') || !px.token_id.contains('@') {
+        problems.push(Problem::new(
+            f,
+            format!(
+                "proxmox.token_id: '{}' is not USER@REALM!TOKENNAME",
+                px.token_id
+            ),
+        ));
+    }
+    for (key, list) in [
+        ("nodes", &px.nodes),
+        ("storages", &px.storages),
+        ("bridges", &px.bridges),
+    ] {
+        if list.is_empty() {
+            problems.push(Problem::new(f, format!("proxmox.{key}: list at least one")));
+        }
+    }
+    let token_secret = read_secret(px, base, f, problems);
+    let proxmox = ProxmoxConfig {
+        url: px.url.trim_end_matches('/').to_string(),
+        token_id: px.token_id.clone(),
+        token_secret,
+        ca_file: px.ca_file.as_deref().map(|c| resolve(base, c)),
+        fingerprint: px.fingerprint.clone(),
+        nodes: px.nodes.clone(),
+        storages: px.storages.clone(),
+        bridges: px.bridges.clone(),
+        timeout: duration(&px.timeout, "proxmox.timeout", f, problems),
+        task_timeout: duration(&px.task_timeout, "proxmox.task_timeout", f, problems),
+        shutdown_timeout: duration(
+            &px.shutdown_timeout,
+            "proxmox.shutdown_timeout",
+            f,
+            problems,
+        ),
+        address_wait: duration(&px.address_wait, "proxmox.address_wait", f, problems),
+    };
+    if raw.worker.concurrency == 0 || raw.worker.per_node == 0 {
+        problems.push(Problem::new(
+            f,
+            "worker: concurrency and per_node must be at least 1".into(),
+        ));
+    }
+    let worker = WorkerConfig {
+        concurrency: raw.worker.concurrency.max(1),
+        per_node: raw.worker.per_node.max(1),
+        lease: duration(&raw.worker.lease, "worker.lease", f, problems),
+    };
+    let policy = PolicyConfig {
+        allow_self_approval: raw.policy.allow_self_approval,
+        rate_per_minute: raw.policy.rate_per_minute.unwrap_or(20).max(1),
+        rate_burst: raw.policy.rate_burst.unwrap_or(5).max(1),
+    };
+    let http_listen = raw.http.as_ref().and_then(|h| match h.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            problems.push(Problem::new(
+                f,
+                format!(
+                    "http.listen: '{}' is not an address such as 127.0.0.1:9090",
+                    h.listen
+                ),
+            ));
+            None
+        }
+    });
+    let provision = ProvisionConfig {
+        enabled: raw.provision.enabled,
+        workdir: raw
+            .provision
+            .workdir
+            .as_deref()
+            .map(|w| resolve(base, w))
+            .unwrap_or_else(|| base.to_path_buf()),
+    };
+    let teams = raw
+        .teams
+        .iter()
+        .filter_map(|t| team(t, f, problems))
+        .collect::<Vec<_>>();
+    if teams.is_empty() {
+        problems.push(Problem::new(
+            f,
+            "teams: configure at least one [[teams]]".into(),
+        ));
+    }
+    check_overlaps(&teams, f, problems);
+    Config {
+        file: path.to_path_buf(),
+        database: resolve(base, &raw.database),
+        commands_dir: resolve(base, &raw.commands_dir),
+        profiles_dir: resolve(base, &raw.profiles_dir),
+        proxmox,
+        worker,
+        policy,
+        http_listen,
+        provision,
+        teams,
+        console_users: raw.console.users,
+        console_default_user: raw.console.default_user,
+    }
+}
+
+fn bindings(
+    raw: &BTreeMap<String, Vec<String>>,
+    key: &str,
+    f: &str,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<Platform, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (platform, roles) in raw {
+        match Platform::parse(platform) {
+            Some(p) => {
+                out.insert(p, roles.clone());
+            }
+            None => problems.push(Problem::new(
+                f,
+                format!("{key}: '{platform}' is not a platform (console, discord or matrix)"),
+            )),
+        }
+    }
+    out
+}
+
+fn team(t: &RawTeam, f: &str, problems: &mut Vec<Problem>) -> Option<Team> {
+    let key = format!("teams.{}", t.name);
+    let before = problems.len();
+    let over_quota = match t.over_quota.as_deref() {
+        None | Some("approval") => OverQuota::Approval,
+        Some("refuse") => OverQuota::Refuse,
+        Some(other) => {
+            problems.push(Problem::new(
+                f,
+                format!("{key}.over_quota: '{other}' is not 'approval' or 'refuse'"),
+            ));
+            OverQuota::Approval
+        }
+    };
+    if t.vmids.first < 100 || t.vmids.first > t.vmids.last || t.vmids.last > 999_999_999 {
+        problems.push(Problem::new(
+            f,
+            format!(
+                "{key}.vmids: {}-{} is not a range within 100-999999999",
+                t.vmids.first, t.vmids.last
+            ),
+        ));
+    }
+    let max_ttl = t
+        .quota
+        .max_ttl
+        .as_deref()
+        .map(|d| duration(d, &format!("{key}.quota.max_ttl"), f, problems));
+    let ip_pool = t.ip_pool.as_ref().and_then(|p| pool(p, &key, f, problems));
+    let members = bindings(&t.members, &format!("{key}.members"), f, problems);
+    let admins = bindings(&t.admins, &format!("{key}.admins"), f, problems);
+    (problems.len() == before).then(|| Team {
+        name: TeamName(t.name.clone()),
+        members,
+        admins,
+        quota: Quota {
+            cores: t.quota.cores,
+            memory_mb: t.quota.memory_mb,
+            disk_gb: t.quota.disk_gb,
+            environments: t.quota.environments,
+            max_ttl,
+        },
+        over_quota,
+        vmids: (t.vmids.first, t.vmids.last),
+        ip_pool,
+    })
+}
+
+fn pool(p: &RawPool, key: &str, f: &str, problems: &mut Vec<Problem>) -> Option<IpPool> {
+    let net: Option<ipnet::Ipv4Net> = p.network.parse().ok();
+    let range: Option<(Ipv4Addr, Ipv4Addr)> = p
+        .range
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    let gateway: Option<Ipv4Addr> = p.gateway.parse().ok();
+    match (net, range, gateway) {
+        (Some(net), Some((first, last)), Some(gateway))
+            if first <= last
+                && net.contains(&first)
+                && net.contains(&last)
+                && net.contains(&gateway) =>
+        {
+            Some(IpPool {
+                first,
+                last,
+                prefix_len: net.prefix_len(),
+                gateway,
+            })
+        }
+        _ => {
+            problems.push(Problem::new(
+                f,
+                format!(
+                    "{key}.ip_pool: expected range = \"A-B\" and a gateway inside network = \"CIDR\" (got range '{}', network '{}', gateway '{}')",
+                    p.range, p.network, p.gateway
+                ),
+            ));
+            None
+        }
+    }
+}
+
+fn check_overlaps(teams: &[Team], f: &str, problems: &mut Vec<Problem>) {
+    for (i, a) in teams.iter().enumerate() {
+        for b in &teams[i + 1..] {
+            if a.name == b.name {
+                problems.push(Problem::new(
+                    f,
+                    format!("teams: '{}' is defined twice", a.name),
+                ));
+            }
+            if a.vmids.0 <= b.vmids.1 && b.vmids.0 <= a.vmids.1 {
+                problems.push(Problem::new(
+                    f,
+                    format!(
+                        "teams.{}.vmids overlaps teams.{}.vmids: give each team its own range",
+                        a.name, b.name
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Handlers of `/env …`: create (with dry-run review), list, info and the
+//! lifecycle jobs (start, stop, restart, destroy).
+
+use super::{Call, Dispatcher};
+use crate::catalog::profile::{IpMode, Profile};
+use crate::chat::{render, Reply};
+use crate::domain::lifecycle::{self, CreateOptions, EnvState, JobKind};
+use crate::domain::names::EnvName;
+use crate::domain::policy::{self, Decision};
+use crate::domain::quota::{self, Resources};
+use crate::domain::team::Team;
+use crate::store::envs::{EnvRecord, NewEnv, Submitted};
+use crate::store::jobs::{Enqueued, NewJob};
+use crate::store::{now, StoreError};
+use serde_json::json;
+use std::time::Duration;
+
+/// The validated parts of a create request.
+struct CreateRequest<'a> {
+    name: EnvName,
+    profile: &'a Profile,
+    team: &'a Team,
+    resources: Resources,
+    ttl: Duration,
+}
+
+pub(crate) fn create_options(profile: &Profile) -> CreateOptions {
+    CreateOptions {
+        static_ip: profile.network.ip == IpMode::Pool,
+        ha: profile.ha,
+        post_provision: profile
+            .post_provision
+            .iter()
+            .map(|s| s.name.clone())
+            .collect(),
+        initial_snapshot: profile.initial_snapshot,
+    }
+}
+
+fn plan_names(kind: JobKind, profile: Option<&Profile>) -> Vec<String> {
+    let opts = profile.map(create_options).unwrap_or_default();
+    lifecycle::plan(kind, &opts)
+        .iter()
+        .map(|s| s.name())
+        .collect()
+}
+
+impl Dispatcher {
+    fn validate_create<'a>(&'a self, call: &Call<'a>) -> Result<CreateRequest<'a>, String> {
+        let inv = call.inv;
+        let name = EnvName::parse(inv.str("name").unwrap_or_default()).map_err(|e| e.0)?;
+        let profile_name = inv.str("profile").unwrap_or_default();
+        let profile = self
+            .catalog
+            .profile(profile_name)
+            .ok_or_else(|| format!("profile: '{profile_name}' is unknown; /profiles lists them"))?;
+        let team = match inv.str("team") {
+            Some(t) => *call
+                .teams
+                .iter()
+                .find(|team| team.name.0 == t)
+                .ok_or_else(|| format!("team: you are not a member of team {t}"))?,
+            None => call.teams[0],
+        };
+        let resources = profile
+            .resources(inv.int("cpu"), inv.int("memory"), inv.int("disk"))
+            .map_err(|e| e.0)?;
+        let ttl = inv.duration("ttl").unwrap_or(profile.ttl_default);
+        if ttl.is_zero() {
+            return Err("ttl: must be longer than zero".into());
+        }
+        if ttl > profile.ttl_max {
+            return Err(format!(
+                "ttl: {} is longer than the maximum of {} for profile {}",
+                render::duration(ttl),
+                render::duration(profile.ttl_max),
+                profile.name
+            ));
+        }
+        if let Some(max) = team.quota.max_ttl.filter(|max| ttl > *max) {
+            return Err(format!(
+                "ttl: {} is longer than team {}'s maximum of {}; ask for less, or ask an admin to raise quota.max_ttl",
+                render::duration(ttl),
+                team.name,
+                render::duration(max)
+            ));
+        }
+        if profile.network.ip == IpMode::Pool && team.ip_pool.is_none() {
+            return Err(format!(
+                "profile {} needs a static address, but team {} has no ip_pool; ask an admin to configure one",
+                profile.name, team.name
+            ));
+        }
+        if !self
+            .config
+            .proxmox
+            .bridges
+            .contains(&profile.network.bridge)
+        {
+            return Err(format!(
+                "profile {} uses bridge {}, which is not in proxmox.bridges; ask an admin to fix the profile",
+                profile.name, profile.network.bridge
+            ));
+        }
+        Ok(CreateRequest {
+            name,
+            profile,
+            team,
+            resources,
+            ttl,
+        })
+    }
+
+    /// The node with the fewest live environments among the allowed ones.
+    async fn pick_node(&self) -> Result<String, StoreError> {
+        let envs = self.store.list_envs(None).await?;
+        let nodes = &self.config.proxmox.nodes;
+        Ok(nodes
+            .iter()
+            .min_by_key(|n| envs.iter().filter(|e| &e.node == *n).count())
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    pub(super) async fn env_create(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+        let req = match self.validate_create(call) {
+            Ok(r) => r,
+            Err(msg) => return Ok(Reply::private(format!("⚠️ {msg}"))),
+        };
+        let node = self.pick_node().await?;
+        let steps = plan_names(JobKind::Create, Some(req.profile));
+        if call.inv.flag("dry-run") {
+            return self.dry_run(call, &req, &node, &steps).await;
+        }
+        let actor = call.actor();
+        let new = NewEnv {
+            name: req.name.to_string(),
+            team: req.team.name.0.clone(),
+            owner: actor.key(),
+            owner_display: actor.display.clone(),
+            profile: req.profile.name.clone(),
+            node: node.clone(),
+            resources: req.resources,
+            request_key: call.inbound.event_id.clone(),
+            ttl_secs: Some(req.ttl.as_secs() as i64),
+        };
+        let job = NewJob {
+            kind: JobKind::Create,
+            idempotency_key: call.inbound.event_id.clone(),
+            requested_by: actor.key(),
+            reply_to: call.inbound.reply_to.to_json(),
+            steps,
+        };
+        let over = req.team.over_quota;
+        let profile_name = req.profile.name.clone();
+        let needs = req.profile.needs_approval;
+        let decide =
+            move |c: &quota::QuotaCheck| policy::decide_create(c, over, &profile_name, needs);
+        let submitted = self
+            .store
+            .submit_create(new, req.team.quota.clone(), decide, job)
+            .await?;
+        let ctx = json!({
+            "name": req.name.as_str(), "profile": req.profile.name, "team": req.team.name.0, "node": node,
+            "cores": req.resources.cores, "memory_mb": req.resources.memory_mb, "disk_gb": req.resources.disk_gb,
+            "ttl": render::duration(req.ttl),
+        });
+        Ok(match submitted {
+            Submitted::Queued { job_id, check, .. } => {
+                self.wake.notify_waiters();
+                let mut ctx = ctx;
+                ctx["job"] = json!(job_id);
+                ctx["quota"] = json!(render::quota_change(&check));
+                let text = render::template(Some(call.spec), "queued", &ctx).unwrap_or_else(|| {
+                    format!("🚀 Creating {} ({}) as job {job_id}. Quota: {}", req.name, req.profile.name, render::quota_change(&check))
+                });
+                Reply { text, job: Some(job_id), ..Reply::default() }
+            }
+            Submitted::Pending { approval_id, reason, check, .. } => {
+                let mut ctx = ctx;
+                ctx["request"] = json!(approval_id);
+                ctx["reason"] = json!(reason.describe());
+                ctx["quota"] = json!(render::quota_change(&check));
+                let text = render::template(Some(call.spec), "pending", &ctx).unwrap_or_else(|| {
+                    format!(
+                        "🕓 Request #{approval_id} for {} waits for a team admin: {}. An admin decides with /approve {approval_id} or /deny {approval_id} <reason>.",
+                        req.name,
+                        reason.describe()
+                    )
+                });
+                Reply { text, approval: Some(approval_id), ..Reply::default() }
+            }
+            Submitted::Denied { reason } => Reply::private(format!("⛔ {} was not created: {reason}", req.name)),
+            Submitted::Duplicate { env_id } => Reply::private(format!(
+                "This request was already received (environment {env_id}); nothing new was created."
+            )),
+            Submitted::NameTaken { state } => Reply::private(format!(
+                "⚠️ name: an environment called {} already exists ({state}); pick another name or destroy it first",
+                req.name
+            )),
+        })
+    }
+
+    async fn dry_run(
+        &self,
+        call: &Call<'_>,
+        req: &CreateRequest<'_>,
+        node: &str,
+        steps: &[String],
+    ) -> Result<Reply, StoreError> {
+        let usage = self.store.usage(req.team.name.0.clone()).await?;
+        let check = quota::check(&req.team.quota, usage, &req.resources);
+        let decision = policy::decide_create(
+            &check,
+            req.team.over_quota,
+            &req.profile.name,
+            req.profile.needs_approval,
+        );
+        let verdict = match decision {
+            Decision::Enqueue => "would start at once".to_string(),
+            Decision::AwaitApproval(r) => {
+                format!("would need an admin's approval: {}", r.describe())
+            }
+            Decision::Deny(r) => format!("would be refused: {r}"),
+        };
+        let ctx = json!({
+            "name": req.name.as_str(), "profile": req.profile.name, "team": req.team.name.0, "node": node,
+            "cores": req.resources.cores, "memory_mb": req.resources.memory_mb, "disk_gb": req.resources.disk_gb,
+            "swap_mb": req.resources.swap_mb, "ttl": render::duration(req.ttl),
+            "quota": render::quota_change(&check), "verdict": verdict, "steps": steps,
+        });
+        let text = render::template(Some(call.spec), "plan", &ctx).unwrap_or_else(|| {
+            format!(
+                "📝 Plan for {} (dry run, nothing was created)\n  profile {}, team {}, node {}\n  {} cores, {} MB memory, {} MB swap, {} GB disk, lifetime {}\n  quota: {}\n  {}\n  steps: {}",
+                req.name, req.profile.name, req.team.name, node, req.resources.cores, req.resources.memory_mb,
+                req.resources.swap_mb, req.resources.disk_gb, render::duration(req.ttl),
+                render::quota_change(&check), verdict, steps.join(" → ")
+            )
+        });
+        Ok(Reply::private(text))
+    }
+
+    pub(super) async fn env_list(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+        let mut envs = Vec::new();
+        for t in &call.teams {
+            envs.extend(self.store.list_envs(Some(t.name.0.clone())).await?);
+        }
+        Ok(Reply::private(render::env_list(&envs, now())))
+    }
+
+    /// The live environment `name` if the caller's teams own it.
+    pub(super) async fn visible_env(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<Result<EnvRecord, Reply>, StoreError> {
+        let raw = call.inv.str("name").unwrap_or_default().to_string();
+        let env = self.store.env_by_name(raw.clone()).await?;
+        Ok(match env {
+            Some(e) if call.teams.iter().any(|t| t.name.0 == e.team) => Ok(e),
+            _ => Err(Reply::private(format!(
+                "⚠️ name: there is no environment {} in your teams; /env list shows yours",
+                crate::domain::names::shown(&raw)
+            ))),
+        })
+    }
+
+    pub(super) async fn env_info(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+        let env = match self.visible_env(call).await? {
+            Ok(e) => e,
+            Err(reply) => return Ok(reply),
+        };
+        let live = match env.vmid {
+            Some(vmid) => match self.compute.status(&env.node, vmid).await {
+                Ok(s) => s,
+                Err(e) => {
+                    return Ok(Reply::private(format!(
+                        "{}\n  live: could not ask Proxmox: {e}",
+                        render::env_info(&env, None, now())
+                    )))
+                }
+            },
+            None => None,
+        };
+        Ok(Reply::private(render::env_info(&env, live.as_ref(), now())))
+    }
+
+    pub(super) async fn env_lifecycle(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+        let env = match self.visible_env(call).await? {
+            Ok(e) => e,
+            Err(reply) => return Ok(reply),
+        };
+        let actor = call.actor();
+        let team_admin = call
+            .teams
+            .iter()
+            .any(|t| t.name.0 == env.team && t.is_admin(actor));
+        if env.owner != actor.key() && !team_admin {
+            return Ok(Reply::private(format!(
+                "⛔ {} belongs to {}; only its owner or an admin of team {} may do that",
+                env.name, env.owner_display, env.team
+            )));
+        }
+        const READY: &[EnvState] = &[EnvState::Ready];
+        const STOPPED: &[EnvState] = &[EnvState::Stopped];
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];
+        let (kind, from, to): (JobKind, &'static [EnvState], Option<EnvState>) =
+            match call.spec.action.as_str() {
+                "env.start" => (JobKind::Start, STOPPED, None),
+                "env.stop" => (JobKind::Stop, READY, None),
+                "env.restart" => (JobKind::Restart, READY, None),
+                _ => (JobKind::Destroy, LIVE, Some(EnvState::Destroying)),
+            };
+        let job = NewJob {
+            kind,
+            idempotency_key: call.inbound.event_id.clone(),
+            requested_by: actor.key(),
+            reply_to: call.inbound.reply_to.to_json(),
+            steps: plan_names(kind, None),
+        };
+        Ok(match self.store.enqueue(env.id, from, to, job).await? {
+            Enqueued::Queued(job_id) => {
+                self.wake.notify_waiters();
+                let ctx = json!({"name": env.name, "job": job_id, "kind": kind.as_str()});
+                let text = render::template(Some(call.spec), "queued", &ctx)
+                    .unwrap_or_else(|| format!("🔧 {kind} {} queued as job {job_id}", env.name));
+                Reply {
+                    text,
+                    job: Some(job_id),
+                    ..Reply::default()
+                }
+            }
+            Enqueued::Duplicate(job_id) => Reply::private(format!(
+                "This request was already received as job {job_id}."
+            )),
+            Enqueued::Busy(job_id) => Reply::private(format!(
+                "⏳ {} is busy with job {job_id}; wait for it to finish (/job {job_id})",
+                env.name
+            )),
+            Enqueued::WrongState(state) => Reply::private(format!(
+                "⚠️ {} is {state}, so it cannot {kind} now",
+                env.name
+            )),
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! The one pipeline from an [`Inbound`] chat event to a decision and a reply,
+//! the same for every platform: parse with the catalog → find the actor's team
+//! and check the command's permission → per-user rate limit → the command's
+//! handler (policy, store transaction) → [`Reply`]. Nothing here knows which
+//! chat platform the event came from.
+
+mod admin;
+mod env;
+
+use crate::catalog::command::{CommandSpec, Invocation, Permission};
+use crate::catalog::Catalog;
+use crate::chat::{Inbound, Reply};
+use crate::config::Config;
+use crate::domain::team::{teams_of, Actor, Team};
+use crate::provider::Compute;
+use crate::store::{Store, StoreError};
+use governor::{DefaultKeyedRateLimiter, Quota as RateQuota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Everything a command handler may use.
+pub struct Dispatcher {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub store: Store,
+    pub compute: Arc<dyn Compute>,
+    /// Wakes the workers when a job was queued.
+    pub wake: Arc<Notify>,
+    limiter: DefaultKeyedRateLimiter<String>,
+}
+
+/// A handler's context: who asks, what they typed, where it came from.
+pub(crate) struct Call<'a> {
+    pub inbound: &'a Inbound,
+    pub spec: &'a CommandSpec,
+    pub inv: &'a Invocation,
+    pub teams: Vec<&'a Team>,
+}
+
+impl Call<'_> {
+    pub fn actor(&self) -> &Actor {
+        &self.inbound.actor
+    }
+}
+
+impl Dispatcher {
+    pub fn new(
+        config: Arc<Config>,
+        catalog: Arc<Catalog>,
+        store: Store,
+        compute: Arc<dyn Compute>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let per_minute = NonZeroU32::new(config.policy.rate_per_minute).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.policy.rate_burst).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::keyed(RateQuota::per_minute(per_minute).allow_burst(burst));
+        Dispatcher {
+            config,
+            catalog,
+            store,
+            compute,
+            wake,
+            limiter,
+        }
+    }
+
+    /// Handles one chat command and returns the reply. Never panics on user input;
+    /// an internal failure is logged in full and answered with a short apology.
+    pub async fn handle(&self, inbound: &Inbound) -> Reply {
+        let (spec, inv) = match self.catalog.parse(&inbound.text) {
+            Ok(parsed) => parsed,
+            Err(e) => return Reply::private(format!("⚠️ {e}")),
+        };
+        let teams = teams_of(&self.config.teams, &inbound.actor);
+        if let Err(refusal) = self.permitted(&spec, &inbound.actor, &teams) {
+            let _ = self
+                .store
+                .audit(
+                    inbound.actor.key(),
+                    spec.action.clone(),
+                    spec.display_path(),
+                    "refused".into(),
+                    refusal.clone(),
+                )
+                .await;
+            return Reply::private(format!("⛔ {refusal}"));
+        }
+        if spec.permission != Permission::Anyone {
+            if let Err(not_until) = self.limiter.check_key(&inbound.actor.key()) {
+                let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                    &governor::clock::DefaultClock::default(),
+                ));
+                return Reply::private(format!(
+                    "🐢 Slow down: you may send {} commands a minute. Try again in {}s.",
+                    self.config.policy.rate_per_minute,
+                    wait.as_secs().max(1)
+                ));
+            }
+        }
+        let call = Call {
+            inbound,
+            spec: &spec,
+            inv: &inv,
+            teams,
+        };
+        match self.route(&call).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                tracing::error!(error = %e, command = %spec.display_path(), "command failed");
+                Reply::private("💥 Slipway could not complete that because of an internal error; the operator's log has the details. Nothing was changed by the failed part; try again.")
+            }
+        }
+    }
+
+    fn permitted(&self, spec: &CommandSpec, actor: &Actor, teams: &[&Team]) -> Result<(), String> {
+        match spec.permission {
+            Permission::Anyone => Ok(()),
+            Permission::Member if !teams.is_empty() => Ok(()),
+            Permission::Admin if teams.iter().any(|t| t.is_admin(actor)) => Ok(()),
+            Permission::Member => Err(format!(
+                "{} is not in any team, so {} is not available; ask an admin to bind one of your {} roles to a team",
+                actor.display,
+                spec.display_path(),
+                actor.platform
+            )),
+            Permission::Admin => Err(format!("{} is for team admins only", spec.display_path())),
+        }
+    }
+
+    async fn route(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+        match call.spec.action.as_str() {
+            "help" => Ok(Reply::private(crate::chat::render::help(&self.catalog))),
+            "profiles" => Ok(Reply::private(crate::chat::render::profiles(&self.catalog.profiles))),
+            "env.create" => self.env_create(call).await,
+            "env.list" => self.env_list(call).await,
+            "env.info" => self.env_info(call).await,
+            "env.start" | "env.stop" | "env.restart" | "env.destroy" => self.env_lifecycle(call).await,
+            "quota" => self.quota(call).await,
+            "jobs" => self.jobs(call).await,
+            "job" => self.job(call).await,
+            "approval.approve" => self.approve(call).await,
+            "approval.deny" => self.deny(call).await,
+            other => Ok(Reply::private(format!(
+                "⚠️ {} is defined in {} with action '{other}', which this Slipway does not know; fix the command file",
+                call.spec.display_path(),
+                self.catalog.groups.iter().find(|g| g.name == call.spec.path[0]).map(|g| g.file.as_str()).unwrap_or("commands/")
+            ))),
+        }
+    }
+}

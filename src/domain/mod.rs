@@ -1,0 +1,8 @@
+//! Pure domain logic: names, teams, quotas, the policy decision and job plans.
+//! Nothing here does I/O: no tokio, rusqlite, serenity or reqwest.
+
+pub mod lifecycle;
+pub mod names;
+pub mod policy;
+pub mod quota;
+pub mod team;

@@ -1,0 +1,210 @@
+//! The `slipway` command: run the bot, a local console, check or migrate.
+
+use clap::{Parser, Subcommand};
+use slipway::app::{self, App};
+use slipway::chat::console::{self, ConsoleSink};
+use slipway::config::Config;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "slipway",
+    version,
+    about = "Self-service Proxmox LXC environments from chat"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bot: configured chat adapters, workers and the operations endpoint.
+    Run {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+    },
+    /// A local chat: one command per line from stdin, replies and progress on stdout.
+    Console {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+        /// The console user to act as (from console.users).
+        #[arg(long = "as")]
+        user: Option<String>,
+    },
+    /// Validate the configuration, commands/, profiles/ and templates; list every problem.
+    Check {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn load(config: &Path) -> Result<Config, ExitCode> {
+    Config::load(config).map_err(|problems| {
+        eprintln!(
+            "slipway: the configuration has {} problem(s):",
+            problems.len()
+        );
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("slipway: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Check { config } => check(&config),
+            Command::Migrate { config } => migrate(&config),
+            Command::Console { config, user } => console_cmd(&config, user.as_deref()).await,
+            Command::Run { config } => run(&config).await,
+        }
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    init_tracing("warn");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match app::load_catalog(&config) {
+        Ok(catalog) => {
+            println!(
+                "{}: ok ({} teams, {} commands, {} profiles)",
+                path.display(),
+                config.teams.len(),
+                catalog.commands().count(),
+                catalog.profiles.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            eprintln!("slipway: {} problem(s) found:", problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn migrate(path: &Path) -> ExitCode {
+    init_tracing("warn");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match slipway::store::Store::open(&config.database) {
+        Ok(_) => {
+            println!("{}: schema is up to date", config.database.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slipway: cannot migrate {}: {e}", config.database.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn console_cmd(path: &Path, user: Option<&str>) -> ExitCode {
+    init_tracing("warn");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let app = match App::build(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let dispatcher = app.dispatcher();
+    let actor = match console::actor(&dispatcher, user) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("slipway: {e}");
+            app.shutdown(Duration::from_secs(1)).await;
+            return ExitCode::from(2);
+        }
+    };
+    app.start(vec![Arc::new(ConsoleSink::new())]);
+    let ok = console::run(&dispatcher, actor).await;
+    app.shutdown(Duration::from_secs(30)).await;
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn run(path: &Path) -> ExitCode {
+    init_tracing("info");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let app = match App::build(config) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    app.start(Vec::new());
+    match app.serve_http().await {
+        Ok(Some(addr)) => tracing::info!(%addr, "serving /healthz and /metrics"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            app.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::from(1);
+        }
+    }
+    tracing::info!("slipway is running; SIGTERM or Ctrl-C stops it");
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing running steps");
+    app.shutdown(Duration::from_secs(60)).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,167 @@
+//! Providers: the outside systems a job's steps act on, each behind a small
+//! trait so the worker is written once and tested against the real thing.
+//! `Compute` is Proxmox VE ([`proxmox`]); `Runner` runs post-provision programs
+//! ([`command`]).
+
+pub mod command;
+pub mod pin;
+pub mod proxmox;
+
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// A Proxmox task to wait for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TaskRef {
+    pub node: String,
+    pub upid: String,
+}
+
+/// What Slipway asks Proxmox to create.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub node: String,
+    pub vmid: u32,
+    pub hostname: String,
+    pub ostemplate: String,
+    pub storage: String,
+    pub disk_gb: u32,
+    pub cores: u32,
+    pub memory_mb: u32,
+    pub swap_mb: u32,
+    pub unprivileged: bool,
+    pub features: Vec<String>,
+    pub onboot: bool,
+    pub net0: String,
+    pub tags: Vec<String>,
+    pub description: String,
+}
+
+/// A container's stored configuration, as far as Slipway needs it.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    pub tags: Vec<String>,
+    pub description: String,
+    pub lock: Option<String>,
+}
+
+/// A container's live state.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ContainerStatus {
+    pub status: String,
+    pub cpu: f64,
+    pub cpus: f64,
+    pub mem: u64,
+    pub maxmem: u64,
+    pub uptime: u64,
+}
+
+/// A guest as `/cluster/resources` lists it.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub vmid: u32,
+    pub node: String,
+    pub status: String,
+    pub tags: Vec<String>,
+}
+
+/// Why a provider call failed. PVE's own wording is kept; no secret is ever part of it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("Proxmox answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("Proxmox task failed: {exit}{}", tail(.log_tail))]
+    Task { exit: String, log_tail: Vec<String> },
+    #[error("could not reach Proxmox: {0}")]
+    Network(String),
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(" (log: {})", lines.join(" | "))
+    }
+}
+
+impl ProviderError {
+    /// PVE said the VMID is taken ("CT 102 already exists on node 'pve1'").
+    pub fn is_already_exists(&self) -> bool {
+        match self {
+            ProviderError::Api { message, .. } => message.contains("already exists"),
+            ProviderError::Task { exit, log_tail } => {
+                exit.contains("already exists")
+                    || log_tail.iter().any(|l| l.contains("already exists"))
+            }
+            _ => false,
+        }
+    }
+
+    /// The guest is not there (any more).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ProviderError::Api { status, message } => {
+                *status == 404
+                    || message.contains("does not exist")
+                    || message.contains("no such")
+                    || message.contains("not found")
+            }
+            _ => false,
+        }
+    }
+
+    /// Worth trying again: the network, a proxy, a node or the cluster may recover.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProviderError::Network(_) | ProviderError::Timeout(..) => true,
+            ProviderError::Api { status, message } => {
+                matches!(status, 502..=504 | 595 | 596)
+                    || message.contains("got timeout")
+                    || message.contains("no quorum")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Proxmox VE as the worker sees it.
+#[async_trait]
+pub trait Compute: Send + Sync {
+    /// Every guest in the cluster.
+    async fn guests(&self) -> Result<Vec<Guest>, ProviderError>;
+    /// A container's config, or None if it does not exist.
+    async fn config(&self, node: &str, vmid: u32)
+        -> Result<Option<ContainerConfig>, ProviderError>;
+    async fn create(&self, spec: &ContainerSpec) -> Result<TaskRef, ProviderError>;
+    /// Waits until the task ends; a task that ends in error fails with its log tail.
+    async fn wait(&self, task: &TaskRef, timeout: Duration) -> Result<(), ProviderError>;
+    async fn start(&self, node: &str, vmid: u32) -> Result<TaskRef, ProviderError>;
+    async fn shutdown(
+        &self,
+        node: &str,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<TaskRef, ProviderError>;
+    async fn stop(&self, node: &str, vmid: u32) -> Result<TaskRef, ProviderError>;
+    async fn status(&self, node: &str, vmid: u32)
+        -> Result<Option<ContainerStatus>, ProviderError>;
+    /// IPv4 addresses the container reports (without prefix), loopback excluded.
+    async fn addresses(&self, node: &str, vmid: u32) -> Result<Vec<String>, ProviderError>;
+    async fn snapshot(&self, node: &str, vmid: u32, name: &str) -> Result<TaskRef, ProviderError>;
+    async fn snapshots(&self, node: &str, vmid: u32) -> Result<Vec<String>, ProviderError>;
+    async fn delete_snapshot(
+        &self,
+        node: &str,
+        vmid: u32,
+        name: &str,
+    ) -> Result<TaskRef, ProviderError>;
+    /// Deletes the container and its disks.
+    async fn destroy(&self, node: &str, vmid: u32) -> Result<TaskRef, ProviderError>;
+    async fn ha_add(&self, vmid: u32) -> Result<(), ProviderError>;
+    /// Removes the HA resource; Ok if there was none.
+    async fn ha_remove(&self, vmid: u32) -> Result<(), ProviderError>;
+}

@@ -1,0 +1,239 @@
+//! The only module with SQL. One rusqlite connection behind a std mutex, used
+//! from `spawn_blocking`; WAL, foreign keys and a busy timeout; migrations from
+//! `migrations/*.sql` embedded in the binary. Every state change is a
+//! conditional update (`... WHERE state = ?`), so a stale writer changes nothing.
+
+pub mod envs;
+pub mod jobs;
+
+use rusqlite::Connection;
+use rusqlite_migration::{Migrations, M};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Errors from the store, for the operator's log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+    #[error("the database task stopped: {0}")]
+    Join(String),
+    #[error("another Slipway ({0}) is using this database; stop it first, or point this one at another database")]
+    InUse(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrations().to_latest(&mut conn)?;
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))?
+    }
+
+    /// Runs `f` synchronously (for start-up and tests).
+    pub fn call_sync<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+
+    /// Claims the database for this process. A holder whose heartbeat is older
+    /// than `stale_after` seconds is taken to be dead (killed or crashed), and
+    /// every lease it held is released so its jobs resume here at once.
+    pub fn acquire_instance(&self, owner: &str, stale_after: i64) -> Result<(), StoreError> {
+        self.call_sync(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let held: Option<(String, i64)> = tx
+                .query_row("SELECT owner, heartbeat FROM instance WHERE id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .ok();
+            if let Some((other, beat)) = held {
+                if other != owner && now() - beat < stale_after && process_alive(&other) {
+                    return Err(StoreError::InUse(other));
+                }
+            }
+            tx.execute(
+                "INSERT INTO instance (id, owner, heartbeat) VALUES (1, ?1, ?2)
+                 ON CONFLICT(id) DO UPDATE SET owner = ?1, heartbeat = ?2",
+                rusqlite::params![owner, now()],
+            )?;
+            tx.execute(
+                "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE state IN ('running', 'rolling_back')",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Keeps the instance claim fresh.
+    pub async fn heartbeat(&self, owner: String) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE instance SET heartbeat = ?2 WHERE id = 1 AND owner = ?1",
+                rusqlite::params![owner, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Gives up the claim on a clean exit.
+    pub fn release_instance(&self, owner: &str) -> Result<(), StoreError> {
+        self.call_sync(|c| {
+            c.execute("DELETE FROM instance WHERE id = 1 AND owner = ?1", [owner])?;
+            Ok(())
+        })
+    }
+
+    /// Writes one audit record.
+    pub async fn audit(
+        &self,
+        actor: String,
+        action: String,
+        target: String,
+        outcome: String,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            audit(c, &actor, &action, &target, &outcome, &detail)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// `PRAGMA integrity_check` — "ok" when the file is sound.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        self.call(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+            .await
+    }
+}
+
+/// The instance owner string is "host:pid:nonce"; on the same host a dead pid
+/// means the holder is gone even if its heartbeat is fresh (it was killed).
+fn process_alive(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return true;
+    };
+    if host != hostname() {
+        return true;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => true,
+    }
+}
+
+/// This machine's name, for the instance owner string.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+pub(crate) fn audit(
+    c: &Connection,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        rusqlite::params![now(), actor, action, target, outcome, detail],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        assert!(migrations().validate().is_ok());
+    }
+
+    #[test]
+    fn a_live_second_instance_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let me = format!("{}:{}:a", hostname(), std::process::id());
+        store.acquire_instance(&me, 60).unwrap();
+        let other = format!("{}:{}:b", hostname(), std::process::id());
+        assert!(matches!(
+            store.acquire_instance(&other, 60),
+            Err(StoreError::InUse(_))
+        ));
+    }
+
+    #[test]
+    fn a_dead_holder_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .acquire_instance(&format!("{}:999999999:x", hostname()), 60)
+            .unwrap();
+        let me = format!("{}:{}:a", hostname(), std::process::id());
+        store.acquire_instance(&me, 60).unwrap();
+    }
+}

@@ -1,0 +1,398 @@
+//! The worker pool: claim a job with a lease → run its steps in order, writing
+//! each step's state before and after its provider call → publish progress →
+//! on failure, compensate what was done in reverse order. A job whose worker
+//! died is claimed again when its lease runs out (at once after a restart) and
+//! resumes from its journal.
+
+mod rollback;
+mod steps;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::domain::lifecycle::{EnvState, JobKind, JobState, Step, StepState};
+use crate::progress::{Bus, Outcome, Progress, StepView};
+use crate::provider::Compute;
+use crate::store::envs::EnvRecord;
+use crate::store::jobs::{JobRecord, StepRecord};
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What a step failure tells the user.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+impl From<crate::provider::ProviderError> for StepError {
+    fn from(e: crate::provider::ProviderError) -> Self {
+        StepError(e.to_string())
+    }
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        StepError(e.to_string())
+    }
+}
+
+/// Shared by every worker task.
+pub struct Worker {
+    pub store: Store,
+    pub compute: Arc<dyn Compute>,
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub bus: Bus,
+    pub wake: Arc<Notify>,
+    /// This process's instance id; each task's lease owner derives from it.
+    pub owner: String,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// One job being worked on.
+pub(crate) struct JobRun {
+    pub job: JobRecord,
+    pub env: EnvRecord,
+    pub steps: Vec<StepRecord>,
+    pub started: Instant,
+}
+
+impl JobRun {
+    fn view(&self, rolling_back: bool, outcome: Option<Outcome>) -> Progress {
+        let current = self
+            .steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    s.state,
+                    StepState::Running | StepState::Pending | StepState::Failed
+                )
+            })
+            .unwrap_or(self.steps.len().saturating_sub(1));
+        Progress {
+            job_id: self.job.id,
+            env_name: self.env.name.clone(),
+            kind: self.job.kind,
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    name: s.name.clone(),
+                    state: s.state,
+                })
+                .collect(),
+            current,
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            rolling_back,
+            outcome,
+            reply_to: self.job.reply_to.clone(),
+        }
+    }
+}
+
+impl Worker {
+    /// Starts `config.worker.concurrency` worker tasks on the tracker.
+    pub fn spawn(self: &Arc<Self>, tracker: &TaskTracker, cancel: &CancellationToken) {
+        for n in 0..self.config.worker.concurrency {
+            let me = self.clone();
+            let cancel = cancel.clone();
+            tracker.spawn(async move { me.run(n, cancel).await });
+        }
+    }
+
+    async fn run(self: Arc<Self>, n: usize, cancel: CancellationToken) {
+        let owner = format!("{}/w{n}", self.owner);
+        let lease = self.config.worker.lease.as_secs().max(3) as i64;
+        while !cancel.is_cancelled() {
+            match self
+                .store
+                .claim(owner.clone(), lease, self.config.worker.per_node)
+                .await
+            {
+                Ok(Some(job)) => {
+                    let id = job.id;
+                    if let Err(e) = self.execute(job, &owner, lease, &cancel).await {
+                        tracing::error!(job = id, error = %e, "job stopped on a database error; it resumes when its lease runs out");
+                    }
+                }
+                Ok(None) => {
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not claim a job");
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        job: JobRecord,
+        owner: &str,
+        lease: i64,
+        cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        let Some(env) = self.store.env(job.env_id).await? else {
+            return Err(StoreError::Corrupt(format!(
+                "job {} has no environment",
+                job.id
+            )));
+        };
+        let steps = self.store.steps(job.id).await?;
+        let mut run = JobRun {
+            job,
+            env,
+            steps,
+            started: Instant::now(),
+        };
+        tracing::info!(job = run.job.id, kind = %run.job.kind, env = %run.env.name, state = %run.job.state, "working on job");
+        // Renew the lease while the job runs; a lost lease stops this worker's part.
+        let lost = CancellationToken::new();
+        let renewer = {
+            let store = self.store.clone();
+            let (id, owner, lost) = (run.job.id, owner.to_string(), lost.clone());
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_secs((lease / 3).max(1) as u64);
+                loop {
+                    tokio::time::sleep(every).await;
+                    if !matches!(store.renew_lease(id, owner.clone(), lease).await, Ok(true)) {
+                        lost.cancel();
+                        return;
+                    }
+                }
+            })
+        };
+        let result = self.drive(&mut run, owner, cancel, &lost).await;
+        renewer.abort();
+        result
+    }
+
+    async fn drive(
+        &self,
+        run: &mut JobRun,
+        owner: &str,
+        cancel: &CancellationToken,
+        lost: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        if run.job.state == JobState::RollingBack {
+            return self.roll_back(run).await;
+        }
+        if run.job.kind == JobKind::Create {
+            self.store
+                .set_env_state(
+                    run.env.id,
+                    &[EnvState::Queued],
+                    EnvState::Provisioning,
+                    None,
+                )
+                .await?;
+        }
+        for i in 0..run.steps.len() {
+            if matches!(run.steps[i].state, StepState::Done | StepState::Skipped) {
+                continue;
+            }
+            if cancel.is_cancelled() || lost.is_cancelled() {
+                // Shutting down between steps: the next start resumes from here.
+                self.store
+                    .release_lease(run.job.id, owner.to_string())
+                    .await?;
+                self.store
+                    .log(
+                        run.job.id,
+                        "info",
+                        "paused for shutdown; resumes on the next start".into(),
+                    )
+                    .await?;
+                return Ok(());
+            }
+            let Some(step) = Step::parse(&run.steps[i].name) else {
+                return Err(StoreError::Corrupt(format!(
+                    "job {} has an unknown step '{}'",
+                    run.job.id, run.steps[i].name
+                )));
+            };
+            self.mark(run, i, StepState::Running, None).await?;
+            let total = run.steps.len();
+            self.store
+                .log(
+                    run.job.id,
+                    "info",
+                    format!("step {}/{total}: {}", i + 1, step.name()),
+                )
+                .await?;
+            let step_started = Instant::now();
+            let outcome = self.run_step(run, i, &step).await;
+            self.metrics
+                .step_seconds
+                .get_or_create(&crate::metrics::StepLabel {
+                    step: step_label(&step),
+                })
+                .observe(step_started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(state) => {
+                    self.mark(run, i, state, None).await?;
+                }
+                Err(e) => {
+                    tracing::warn!(job = run.job.id, step = %step.name(), error = %e, "step failed");
+                    self.store
+                        .log(run.job.id, "error", format!("{} failed: {e}", step.name()))
+                        .await?;
+                    self.mark(run, i, StepState::Failed, Some(e.0.clone()))
+                        .await?;
+                    return self.fail(run, &step, e).await;
+                }
+            }
+        }
+        self.succeed(run).await
+    }
+
+    /// Records a step's state and publishes the new progress.
+    pub(crate) async fn mark(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        state: StepState,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        run.steps[i].state = state;
+        run.steps[i].error = error.clone();
+        self.store
+            .update_step(
+                run.job.id,
+                run.steps[i].seq,
+                state,
+                run.steps[i].data.clone(),
+                error,
+            )
+            .await?;
+        let rolling_back = run.job.state == JobState::RollingBack;
+        let _ = self.bus.send(run.view(rolling_back, None));
+        Ok(())
+    }
+
+    /// Saves a step's data mid-step (a task id right after the POST).
+    pub(crate) async fn checkpoint(&self, run: &JobRun, i: usize) -> Result<(), StoreError> {
+        self.store
+            .update_step(
+                run.job.id,
+                run.steps[i].seq,
+                run.steps[i].state,
+                run.steps[i].data.clone(),
+                None,
+            )
+            .await
+    }
+
+    async fn succeed(&self, run: &mut JobRun) -> Result<(), StoreError> {
+        let env = self
+            .store
+            .env(run.env.id)
+            .await?
+            .unwrap_or_else(|| run.env.clone());
+        let (from, to, summary): (&'static [EnvState], EnvState, String) = match run.job.kind {
+            JobKind::Create => (&[EnvState::Ready], EnvState::Ready, ready_summary(&env)),
+            JobKind::Start => (&[EnvState::Stopped], EnvState::Ready, "started".into()),
+            JobKind::Restart => (
+                &[EnvState::Ready, EnvState::Stopped],
+                EnvState::Ready,
+                "restarted".into(),
+            ),
+            JobKind::Stop => (&[EnvState::Ready], EnvState::Stopped, "stopped".into()),
+            JobKind::Destroy => (
+                &[EnvState::Destroying, EnvState::Destroyed],
+                EnvState::Destroyed,
+                "destroyed; its quota is free again".into(),
+            ),
+        };
+        self.store.set_env_state(env.id, from, to, None).await?;
+        self.store
+            .set_job_state(run.job.id, run.job.state, JobState::Succeeded, None)
+            .await?;
+        self.store
+            .log(run.job.id, "info", format!("done: {summary}"))
+            .await?;
+        tracing::info!(job = run.job.id, env = %env.name, "job succeeded");
+        run.env = env;
+        let _ = self
+            .bus
+            .send(run.view(false, Some(Outcome::Succeeded(summary))));
+        Ok(())
+    }
+
+    async fn fail(&self, run: &mut JobRun, step: &Step, e: StepError) -> Result<(), StoreError> {
+        let reason = format!("{}: {e}", step.name());
+        if run.job.kind == JobKind::Create {
+            self.store
+                .set_job_state(
+                    run.job.id,
+                    run.job.state,
+                    JobState::RollingBack,
+                    Some(reason.clone()),
+                )
+                .await?;
+            run.job.state = JobState::RollingBack;
+            run.job.error = Some(reason);
+            return self.roll_back(run).await;
+        }
+        self.store
+            .set_job_state(
+                run.job.id,
+                run.job.state,
+                JobState::Failed,
+                Some(reason.clone()),
+            )
+            .await?;
+        if run.job.kind == JobKind::Destroy {
+            self.store
+                .log(
+                    run.job.id,
+                    "warn",
+                    "the environment stays 'destroying'; /env destroy tries again".into(),
+                )
+                .await?;
+        }
+        let _ = self
+            .bus
+            .send(run.view(false, Some(Outcome::Failed(reason))));
+        Ok(())
+    }
+
+    pub(crate) fn profile(
+        &self,
+        run: &JobRun,
+    ) -> Result<&crate::catalog::profile::Profile, StepError> {
+        self.catalog.profile(&run.env.profile).ok_or_else(|| {
+            StepError(format!(
+                "profile {} is no longer in profiles/; restore it to finish this job",
+                run.env.profile
+            ))
+        })
+    }
+}
+
+/// Post-provision steps share one label so profile names cannot explode the series.
+fn step_label(step: &Step) -> String {
+    match step {
+        Step::PostProvision(_) => "post-provision".into(),
+        other => other.name(),
+    }
+}
+
+fn ready_summary(env: &EnvRecord) -> String {
+    format!(
+        "ready — CT {} on {}{}",
+        env.vmid.map(|v| v.to_string()).unwrap_or_default(),
+        env.node,
+        env.address
+            .as_deref()
+            .map(|a| format!(", address {a}"))
+            .unwrap_or_else(|| ", address not reported yet (DHCP)".into())
+    )
+}

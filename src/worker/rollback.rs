@@ -1,0 +1,133 @@
+//! Compensation after a failed create: every step that did something is undone
+//! in reverse order, each undo idempotent. Then the environment ends `failed`
+//! with the reason and its quota is free. If Proxmox cannot be reached, the job
+//! stays `rolling_back` and is tried again later: nothing is left orphaned.
+
+use super::{JobRun, StepError, Worker};
+use crate::domain::lifecycle::{EnvState, JobState, Step, StepState};
+use crate::progress::Outcome;
+use crate::store::StoreError;
+
+/// Seconds before a rollback that could not finish is tried again.
+const RETRY_SECS: i64 = 30;
+
+impl Worker {
+    pub(super) async fn roll_back(&self, run: &mut JobRun) -> Result<(), StoreError> {
+        let reason = run
+            .job
+            .error
+            .clone()
+            .unwrap_or_else(|| "a step failed".into());
+        self.store
+            .log(
+                run.job.id,
+                "warn",
+                "rolling back what was created, in reverse order".into(),
+            )
+            .await?;
+        for i in (0..run.steps.len()).rev() {
+            if !matches!(
+                run.steps[i].state,
+                StepState::Done | StepState::Failed | StepState::Running
+            ) {
+                continue;
+            }
+            let Some(step) = Step::parse(&run.steps[i].name) else {
+                continue;
+            };
+            match self.compensate(run, i, &step).await {
+                Ok(()) => {
+                    self.store
+                        .log(run.job.id, "info", format!("undid {}", step.name()))
+                        .await?;
+                    self.mark(run, i, StepState::Compensated, run.steps[i].error.clone())
+                        .await?;
+                }
+                Err(e) => {
+                    self.store
+                        .log(
+                            run.job.id,
+                            "error",
+                            format!(
+                                "could not undo {} ({e}); trying again in {RETRY_SECS}s",
+                                step.name()
+                            ),
+                        )
+                        .await?;
+                    tracing::error!(job = run.job.id, step = %step.name(), error = %e, "rollback step failed; will retry");
+                    self.store.defer(run.job.id, RETRY_SECS).await?;
+                    return Ok(());
+                }
+            }
+        }
+        self.store.release_ips(run.env.id).await?;
+        self.store
+            .set_env_state(
+                run.env.id,
+                &[EnvState::Queued, EnvState::Provisioning, EnvState::Ready],
+                EnvState::Failed,
+                Some(reason.clone()),
+            )
+            .await?;
+        self.store
+            .set_job_state(run.job.id, JobState::RollingBack, JobState::Failed, None)
+            .await?;
+        tracing::info!(job = run.job.id, env = %run.env.name, "rolled back");
+        let text = format!("{reason}. Everything it created was removed and its quota released.");
+        let _ = self.bus.send(run.view(false, Some(Outcome::Failed(text))));
+        Ok(())
+    }
+
+    async fn compensate(&self, run: &mut JobRun, i: usize, step: &Step) -> Result<(), StepError> {
+        match step {
+            Step::AllocateIp => {
+                self.store.release_ips(run.env.id).await?;
+            }
+            Step::CreateContainer => {
+                if let Some(task) = super::steps::task_of(&run.steps[i].data, "task") {
+                    // A create still running after a restart must end before it can be undone.
+                    let _ = self
+                        .compute
+                        .wait(&task, self.config.proxmox.task_timeout)
+                        .await;
+                }
+                if run.env.vmid.is_some() {
+                    // Stop it first if a later step got as far as starting it.
+                    self.shut_down(run, i).await?;
+                    self.delete_container(run, i).await?;
+                }
+            }
+            Step::StartContainer if run.env.vmid.is_some() => {
+                self.shut_down(run, i).await?;
+            }
+            Step::AddHa => {
+                if let Some(vmid) = run.env.vmid {
+                    self.compute.ha_remove(vmid).await?;
+                }
+            }
+            Step::InitialSnapshot => {
+                if let Some(vmid) = run.env.vmid {
+                    if self.compute.config(&run.env.node, vmid).await?.is_some()
+                        && self
+                            .compute
+                            .snapshots(&run.env.node, vmid)
+                            .await?
+                            .iter()
+                            .any(|s| s == super::steps::INITIAL_SNAPSHOT)
+                    {
+                        let t = self
+                            .compute
+                            .delete_snapshot(&run.env.node, vmid, super::steps::INITIAL_SNAPSHOT)
+                            .await?;
+                        self.compute
+                            .wait(&t, self.config.proxmox.task_timeout)
+                            .await?;
+                    }
+                }
+            }
+            // Nothing outside the container to undo; it goes with the container.
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,514 @@
+//! The forward steps. Each is idempotent: it first looks whether its effect
+//! already exists (a container with this environment's tag, a running status, a
+//! snapshot by name, a task id saved before a crash) and only then acts.
+
+use super::{JobRun, StepError, Worker};
+use crate::domain::lifecycle::{Step, StepState};
+use crate::provider::command::{self, StepValues};
+use crate::provider::{ContainerSpec, TaskRef};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// The tag that marks every container Slipway owns.
+pub const OWNER_TAG: &str = "slipway";
+
+/// The tag that ties a container to one environment.
+pub fn env_tag(env_id: i64) -> String {
+    format!("slipway-env-{env_id}")
+}
+
+/// A team name as a PVE tag (`[a-z0-9_][a-z0-9_\-+.]*`).
+fn team_tag(team: &str) -> String {
+    let t: String = team
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("slipway-team-{t}")
+}
+
+pub const INITIAL_SNAPSHOT: &str = "slipway_initial";
+
+pub(super) fn task_of(data: &Value, key: &str) -> Option<TaskRef> {
+    serde_json::from_value(data.get(key)?.clone()).ok()
+}
+
+impl Worker {
+    pub(super) async fn run_step(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        step: &Step,
+    ) -> Result<StepState, StepError> {
+        match step {
+            Step::AllocateIp => self.allocate_ip(run, i).await,
+            Step::CreateContainer => self.create_container(run, i).await,
+            Step::StartContainer | Step::Start => self.start_container(run, i).await,
+            Step::AwaitAddress => self.await_address(run).await,
+            Step::AddHa => {
+                self.compute.ha_add(self.vmid(run)?).await?;
+                Ok(StepState::Done)
+            }
+            Step::PostProvision(name) => self.post_provision(run, name).await,
+            Step::InitialSnapshot => self.initial_snapshot(run, i).await,
+            Step::MarkReady => {
+                let ttl = run.env.ttl_secs;
+                self.store.mark_ready(run.env.id, ttl).await?;
+                Ok(StepState::Done)
+            }
+            Step::RemoveHa => {
+                if let Some(vmid) = run.env.vmid {
+                    self.compute.ha_remove(vmid).await?;
+                }
+                Ok(StepState::Done)
+            }
+            Step::Shutdown | Step::Stop => self.shut_down(run, i).await,
+            Step::DeleteSnapshots => self.delete_snapshots(run).await,
+            Step::DeleteContainer => self.delete_container(run, i).await,
+            Step::ReleaseAllocations => {
+                self.store.release_ips(run.env.id).await?;
+                Ok(StepState::Done)
+            }
+        }
+    }
+
+    pub(super) fn vmid(&self, run: &JobRun) -> Result<u32, StepError> {
+        run.env
+            .vmid
+            .ok_or_else(|| StepError("the environment has no container id yet".into()))
+    }
+
+    async fn allocate_ip(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
+        let team = self
+            .config
+            .team(&run.env.team)
+            .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
+        let pool = team
+            .ip_pool
+            .as_ref()
+            .ok_or_else(|| StepError(format!("team {} has no ip_pool", team.name)))?;
+        let candidates: Vec<String> = pool
+            .addresses()
+            .filter(|a| *a != pool.gateway)
+            .map(|a| a.to_string())
+            .collect();
+        let Some(addr) = self
+            .store
+            .allocate_ip(run.env.id, team.name.0.clone(), candidates)
+            .await?
+        else {
+            return Err(StepError(format!(
+                "team {}'s address pool {}-{} is used up; destroy an environment or ask an admin to widen it",
+                team.name, pool.first, pool.last
+            )));
+        };
+        run.steps[i].data["address"] = json!(addr);
+        self.store
+            .set_address(run.env.id, Some(addr.clone()))
+            .await?;
+        run.env.address = Some(addr);
+        Ok(StepState::Done)
+    }
+
+    /// Picks the lowest VMID of the team's range that neither the database nor
+    /// the cluster uses, and reserves it in the database.
+    async fn allocate_vmid(&self, run: &mut JobRun, skip: &[u32]) -> Result<u32, StepError> {
+        let team = self
+            .config
+            .team(&run.env.team)
+            .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
+        let mut taken: Vec<u32> = self.store.live_vmids().await?;
+        taken.extend(self.compute.guests().await?.iter().map(|g| g.vmid));
+        taken.extend_from_slice(skip);
+        for vmid in team.vmids.0..=team.vmids.1 {
+            if taken.contains(&vmid) {
+                continue;
+            }
+            if self.store.reserve_vmid(run.env.id, vmid).await? {
+                run.env.vmid = Some(vmid);
+                return Ok(vmid);
+            }
+        }
+        Err(StepError(format!(
+            "team {}'s VMID range {}-{} has no free id; destroy an environment or ask an admin to widen it",
+            team.name, team.vmids.0, team.vmids.1
+        )))
+    }
+
+    fn spec(&self, run: &JobRun, vmid: u32) -> Result<ContainerSpec, StepError> {
+        let p = self.profile(run)?;
+        let team = self.config.team(&run.env.team);
+        let mut net0 = format!(
+            "name=eth0,bridge={},firewall={}",
+            p.network.bridge,
+            u8::from(p.network.firewall)
+        );
+        if let Some(vlan) = p.network.vlan {
+            net0.push_str(&format!(",tag={vlan}"));
+        }
+        match (&run.env.address, team.and_then(|t| t.ip_pool.as_ref())) {
+            (Some(addr), Some(pool)) if p.network.ip == crate::catalog::profile::IpMode::Pool => {
+                net0.push_str(&format!(
+                    ",ip={addr}/{},gw={}",
+                    pool.prefix_len, pool.gateway
+                ));
+            }
+            _ => net0.push_str(",ip=dhcp"),
+        }
+        let storage = p
+            .storage
+            .clone()
+            .or_else(|| self.config.proxmox.storages.first().cloned())
+            .unwrap_or_default();
+        Ok(ContainerSpec {
+            node: run.env.node.clone(),
+            vmid,
+            hostname: run.env.name.clone(),
+            ostemplate: p.ostemplate.clone(),
+            storage,
+            disk_gb: run.env.resources.disk_gb,
+            cores: run.env.resources.cores,
+            memory_mb: run.env.resources.memory_mb,
+            swap_mb: run.env.resources.swap_mb,
+            unprivileged: p.unprivileged,
+            features: p.features.clone(),
+            onboot: p.onboot,
+            net0,
+            tags: vec![OWNER_TAG.into(), env_tag(run.env.id), team_tag(&run.env.team)],
+            description: format!(
+                "Managed by Slipway: environment {} (id {}), team {}, profile {}. Do not edit by hand.",
+                run.env.name, run.env.id, run.env.team, run.env.profile
+            ),
+        })
+    }
+
+    async fn create_container(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
+        let timeout = self.config.proxmox.task_timeout;
+        let mut skip: Vec<u32> = Vec::new();
+        for _ in 0..20 {
+            let vmid = match run.env.vmid {
+                Some(v) => v,
+                None => self.allocate_vmid(run, &skip).await?,
+            };
+            run.steps[i].data["vmid"] = json!(vmid);
+            if let Some(task) = task_of(&run.steps[i].data, "task") {
+                // A create was sent before (perhaps before a restart): wait for it.
+                self.compute.wait(&task, timeout).await?;
+                return Ok(StepState::Done);
+            }
+            match self.compute.config(&run.env.node, vmid).await? {
+                Some(cfg) if cfg.tags.contains(&env_tag(run.env.id)) => {
+                    // Created before a crash, before its task id was saved.
+                    self.wait_unlocked(run, vmid, timeout).await?;
+                    return Ok(StepState::Done);
+                }
+                Some(_) => {
+                    self.store
+                        .log(
+                            run.job.id,
+                            "warn",
+                            format!("CT {vmid} exists and is not ours; trying the next id"),
+                        )
+                        .await?;
+                    skip.push(vmid);
+                    self.clear_vmid(run).await?;
+                    continue;
+                }
+                None => {}
+            }
+            let spec = self.spec(run, vmid)?;
+            match self.compute.create(&spec).await {
+                Ok(task) => {
+                    run.steps[i].data["task"] = json!(task);
+                    self.checkpoint(run, i).await?;
+                    self.compute.wait(&task, timeout).await?;
+                    return Ok(StepState::Done);
+                }
+                Err(e) if e.is_already_exists() => {
+                    // /cluster/nextid reserves nothing: someone else took it meanwhile.
+                    self.store
+                        .log(run.job.id, "warn", format!("{e}; trying the next id"))
+                        .await?;
+                    skip.push(vmid);
+                    self.clear_vmid(run).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError(
+            "gave up after 20 VMIDs were taken by others while trying".into(),
+        ))
+    }
+
+    async fn clear_vmid(&self, run: &mut JobRun) -> Result<(), StepError> {
+        run.env.vmid = None;
+        self.store.clear_vmid(run.env.id).await?;
+        Ok(())
+    }
+
+    async fn wait_unlocked(
+        &self,
+        run: &JobRun,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.compute.config(&run.env.node, vmid).await? {
+                Some(cfg) if cfg.lock.is_some() => {}
+                Some(_) => return Ok(()),
+                None => {
+                    return Err(StepError(format!(
+                        "CT {vmid} disappeared while it was being created"
+                    )))
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(StepError(format!(
+                    "CT {vmid} stayed locked for {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn is_running(&self, run: &JobRun, vmid: u32) -> Result<bool, StepError> {
+        Ok(self
+            .compute
+            .status(&run.env.node, vmid)
+            .await?
+            .is_some_and(|s| s.status == "running"))
+    }
+
+    async fn start_container(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
+        let vmid = self.vmid(run)?;
+        let timeout = self.config.proxmox.task_timeout;
+        if let Some(task) = task_of(&run.steps[i].data, "task") {
+            self.compute.wait(&task, timeout).await?;
+        } else if !self.is_running(run, vmid).await? {
+            let task = self.compute.start(&run.env.node, vmid).await?;
+            run.steps[i].data["task"] = json!(task);
+            self.checkpoint(run, i).await?;
+            self.compute.wait(&task, timeout).await?;
+        }
+        // Wait until Proxmox reports it running (HA starts are asynchronous).
+        let started = std::time::Instant::now();
+        while !self.is_running(run, vmid).await? {
+            if started.elapsed() > timeout {
+                return Err(StepError(format!(
+                    "CT {vmid} was started but is not running after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Ok(StepState::Done)
+    }
+
+    async fn await_address(&self, run: &mut JobRun) -> Result<StepState, StepError> {
+        if run.env.address.is_some() {
+            return Ok(StepState::Done);
+        }
+        let vmid = self.vmid(run)?;
+        let wait = self.config.proxmox.address_wait;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(addr) = self
+                .compute
+                .addresses(&run.env.node, vmid)
+                .await?
+                .into_iter()
+                .next()
+            {
+                self.store
+                    .set_address(run.env.id, Some(addr.clone()))
+                    .await?;
+                run.env.address = Some(addr);
+                return Ok(StepState::Done);
+            }
+            if started.elapsed() >= wait {
+                self.store
+                    .log(
+                        run.job.id,
+                        "warn",
+                        format!(
+                            "no address reported within {}; continuing without one",
+                            crate::chat::render::duration(wait)
+                        ),
+                    )
+                    .await?;
+                return Ok(StepState::Done);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn post_provision(&self, run: &mut JobRun, name: &str) -> Result<StepState, StepError> {
+        if !self.config.provision.enabled {
+            self.store
+                .log(
+                    run.job.id,
+                    "info",
+                    format!("post-provision '{name}' skipped: provision.enabled is false"),
+                )
+                .await?;
+            return Ok(StepState::Skipped);
+        }
+        let profile = self.profile(run)?;
+        let Some(step) = profile.post_provision.iter().find(|s| s.name == name) else {
+            return Err(StepError(format!(
+                "profile {} has no post-provision step '{name}' any more",
+                profile.name
+            )));
+        };
+        let values = StepValues {
+            env_id: run.env.id,
+            hostname: run.env.name.clone(),
+            vmid: self.vmid(run)?,
+            node: run.env.node.clone(),
+            address: run.env.address.clone().unwrap_or_default(),
+            team: run.env.team.clone(),
+            profile: profile.name.clone(),
+            packages: profile.packages.clone(),
+        };
+        let argv =
+            command::render_argv(&step.command, &values).map_err(|e| StepError(e.to_string()))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let store = self.store.clone();
+        let job_id = run.job.id;
+        let pump = tokio::spawn(async move {
+            while let Some(line) = rx.recv().await {
+                let _ = store.log(job_id, "out", line).await;
+            }
+        });
+        let result = command::run(&argv, &self.config.provision.workdir, step.timeout, tx).await;
+        let _ = pump.await;
+        result.map_err(|e| StepError(e.to_string()))?;
+        Ok(StepState::Done)
+    }
+
+    async fn initial_snapshot(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
+        let vmid = self.vmid(run)?;
+        let timeout = self.config.proxmox.task_timeout;
+        if let Some(task) = task_of(&run.steps[i].data, "task") {
+            self.compute.wait(&task, timeout).await?;
+            return Ok(StepState::Done);
+        }
+        if self
+            .compute
+            .snapshots(&run.env.node, vmid)
+            .await?
+            .iter()
+            .any(|s| s == INITIAL_SNAPSHOT)
+        {
+            return Ok(StepState::Done);
+        }
+        let task = self
+            .compute
+            .snapshot(&run.env.node, vmid, INITIAL_SNAPSHOT)
+            .await?;
+        run.steps[i].data["task"] = json!(task);
+        self.checkpoint(run, i).await?;
+        self.compute.wait(&task, timeout).await?;
+        Ok(StepState::Done)
+    }
+
+    /// Graceful shutdown within the timeout, then a forced stop if it still runs.
+    pub(super) async fn shut_down(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<StepState, StepError> {
+        let Some(vmid) = run.env.vmid else {
+            return Ok(StepState::Skipped);
+        };
+        let timeout = self.config.proxmox.task_timeout;
+        if self.compute.config(&run.env.node, vmid).await?.is_none()
+            || !self.is_running(run, vmid).await?
+        {
+            return Ok(StepState::Done);
+        }
+        let grace = self.config.proxmox.shutdown_timeout;
+        let task = match task_of(&run.steps[i].data, "stop_task") {
+            Some(t) => t,
+            None => {
+                let t = self.compute.shutdown(&run.env.node, vmid, grace).await?;
+                run.steps[i].data["stop_task"] = json!(t);
+                self.checkpoint(run, i).await?;
+                t
+            }
+        };
+        if let Err(e) = self
+            .compute
+            .wait(&task, grace + Duration::from_secs(30))
+            .await
+        {
+            self.store
+                .log(
+                    run.job.id,
+                    "warn",
+                    format!("graceful shutdown failed ({e}); forcing a stop"),
+                )
+                .await?;
+        }
+        if self.is_running(run, vmid).await? {
+            let t = self.compute.stop(&run.env.node, vmid).await?;
+            self.compute.wait(&t, timeout).await?;
+        }
+        Ok(StepState::Done)
+    }
+
+    async fn delete_snapshots(&self, run: &mut JobRun) -> Result<StepState, StepError> {
+        let Some(vmid) = run.env.vmid else {
+            return Ok(StepState::Skipped);
+        };
+        if self.compute.config(&run.env.node, vmid).await?.is_none() {
+            return Ok(StepState::Done);
+        }
+        for snap in self.compute.snapshots(&run.env.node, vmid).await? {
+            let t = self
+                .compute
+                .delete_snapshot(&run.env.node, vmid, &snap)
+                .await?;
+            self.compute
+                .wait(&t, self.config.proxmox.task_timeout)
+                .await?;
+        }
+        Ok(StepState::Done)
+    }
+
+    /// Deletes the container with purge — only if it carries this environment's tag.
+    pub(super) async fn delete_container(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<StepState, StepError> {
+        let Some(vmid) = run.env.vmid else {
+            return Ok(StepState::Skipped);
+        };
+        let timeout = self.config.proxmox.task_timeout;
+        if let Some(task) = task_of(&run.steps[i].data, "delete_task") {
+            // Sent before a restart; a failed wait falls through to look again.
+            let _ = self.compute.wait(&task, timeout).await;
+        }
+        match self.compute.config(&run.env.node, vmid).await? {
+            None => Ok(StepState::Done),
+            Some(cfg) if !cfg.tags.contains(&env_tag(run.env.id)) => Err(StepError(format!(
+                "CT {vmid} does not carry this environment's tag {}; Slipway will not delete a container it does not own",
+                env_tag(run.env.id)
+            ))),
+            Some(_) => {
+                let task = self.compute.destroy(&run.env.node, vmid).await?;
+                run.steps[i].data["delete_task"] = json!(task);
+                self.checkpoint(run, i).await?;
+                self.compute.wait(&task, timeout).await?;
+                Ok(StepState::Done)
+            }
+        }
+    }
+}
