@@ -40,7 +40,7 @@ pub fn duration(d: Duration) -> String {
         ("m", 60),
         ("s", 1),
     ] {
-        if secs >= size && !(unit == "w" && secs % size != 0) {
+        if secs >= size && !(unit == "w" && !secs.is_multiple_of(size)) {
             parts.push(format!("{}{unit}", secs / size));
             secs %= size;
         }
