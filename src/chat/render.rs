@@ -40,7 +40,8 @@ pub fn duration(d: Duration) -> String {
         ("m", 60),
         ("s", 1),
     ] {
-        if secs >= size && !(unit == "w" && !secs.is_multiple_of(size)) {
+        // Weeks only when the value is whole weeks: "10d" reads better than "1w 3d".
+        if secs >= size && (unit != "w" || secs.is_multiple_of(size)) {
             parts.push(format!("{}{unit}", secs / size));
             secs %= size;
         }
@@ -129,7 +130,7 @@ pub fn relative(at: Option<i64>, now: i64) -> String {
 fn rough(secs: i64) -> String {
     let (n, unit) = match secs {
         s if s < 90 => (s, "second"),
-        s if s < 90 * 60 => (s / 60, "minute"),
+        s if s < 3600 => (s / 60, "minute"),
         s if s < 36 * 3600 => (s / 3600, "hour"),
         s => (s / 86400, "day"),
     };
