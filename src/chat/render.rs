@@ -128,11 +128,12 @@ pub fn relative(at: Option<i64>, now: i64) -> String {
 }
 
 fn rough(secs: i64) -> String {
+    // Rounded to the nearest unit: "in 3 days" a few seconds after asking for 3d.
     let (n, unit) = match secs {
         s if s < 90 => (s, "second"),
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 36 * 3600 => (s / 3600, "hour"),
-        s => (s / 86400, "day"),
+        s if s < 3600 => ((s + 30) / 60, "minute"),
+        s if s < 36 * 3600 => ((s + 1800) / 3600, "hour"),
+        s => ((s + 43200) / 86400, "day"),
     };
     if n == 1 {
         format!("1 {unit}")
