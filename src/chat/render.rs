@@ -26,22 +26,15 @@ pub fn template(spec: Option<&CommandSpec>, key: &str, ctx: &serde_json::Value) 
     }
 }
 
-/// A duration as people write it: "3d", "12h", "90m", "1d 6h".
+/// A duration as people write it (and as `ttl:` accepts it): "3d", "12h", "1d 6h".
 pub fn duration(d: Duration) -> String {
     let mut secs = d.as_secs();
     if secs == 0 {
         return "0s".into();
     }
     let mut parts = Vec::new();
-    for (unit, size) in [
-        ("w", 7 * 86400),
-        ("d", 86400),
-        ("h", 3600),
-        ("m", 60),
-        ("s", 1),
-    ] {
-        // Weeks only when the value is whole weeks: "10d" reads better than "1w 3d".
-        if secs >= size && (unit != "w" || secs.is_multiple_of(size)) {
+    for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if secs >= size {
             parts.push(format!("{}{unit}", secs / size));
             secs %= size;
         }
@@ -333,7 +326,7 @@ mod tests {
     #[test]
     fn durations_read_as_people_write_them() {
         assert_eq!(duration(Duration::from_secs(90 * 86400)), "90d");
-        assert_eq!(duration(Duration::from_secs(14 * 86400)), "2w");
+        assert_eq!(duration(Duration::from_secs(14 * 86400)), "14d");
         assert_eq!(duration(Duration::from_secs(86400 + 6 * 3600)), "1d 6h");
         assert_eq!(duration(Duration::from_secs(12)), "12s");
     }

@@ -576,7 +576,13 @@ impl Compute for Proxmox {
         {
             Ok(_) => Ok(()),
             // "cannot delete service 'ct:200', not HA managed!" — nothing to remove.
-            Err(e) if e.is_not_found() || e.to_string().contains("no such resource") || e.to_string().contains("not HA managed") => Ok(()),
+            Err(e)
+                if e.is_not_found()
+                    || e.to_string().contains("no such resource")
+                    || e.to_string().contains("not HA managed") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

@@ -33,6 +33,26 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())
 }
 
+/// Applies pending migrations. rusqlite_migration reads the schema version before
+/// its transaction starts, so two processes opening a fresh database at once can
+/// both try the same migration; the loser finds the schema current on a retry.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+    let mut attempt = 0;
+    loop {
+        match migrations().to_latest(conn) {
+            Ok(()) => break,
+            Err(_) if attempt < 3 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    conn.set_transaction_behavior(rusqlite::TransactionBehavior::Deferred);
+    Ok(())
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     SystemTime::now()
@@ -63,7 +83,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrations().to_latest(&mut conn)?;
+        migrate(&mut conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
         })

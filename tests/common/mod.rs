@@ -69,8 +69,11 @@ impl FakePve {
             .spawn()
             .expect("start tests/fakepve_driver.py");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("fakepve driver said {line:?}: {e}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("fakepve driver said {line:?}: {e}"));
         FakePve {
             child,
             url: v["url"].as_str().unwrap().into(),
@@ -84,7 +87,13 @@ impl FakePve {
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
-        let resp = self.http.post(format!("{}{path}", self.control)).json(&body).send().await.unwrap();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status();
         let v: Value = resp.json().await.unwrap();
         assert!(status.is_success(), "fakepve control {path} {body}: {v}");
@@ -92,12 +101,23 @@ impl FakePve {
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.control)).send().await.unwrap().json().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.control))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     /// Calls a scenario method of fakepve (fail, lose_quorum, …).
     pub async fn call(&self, method: &str, args: Value, kwargs: Value) -> Value {
-        self.post("/call", json!({"method": method, "args": args, "kwargs": kwargs})).await
+        self.post(
+            "/call",
+            json!({"method": method, "args": args, "kwargs": kwargs}),
+        )
+        .await
     }
 
     /// Makes requests whose path ends with `suffix` fail (see fakepve's `fail`).
@@ -106,7 +126,8 @@ impl FakePve {
     }
 
     pub async fn set(&self, attr: &str, value: Value) {
-        self.post("/set", json!({"attr": attr, "value": value})).await;
+        self.post("/set", json!({"attr": attr, "value": value}))
+            .await;
     }
 
     pub async fn guest_set(&self, vmid: u32, set: Value) {
@@ -114,20 +135,35 @@ impl FakePve {
     }
 
     pub async fn guests(&self) -> Vec<Value> {
-        self.get("/guests").await.as_array().cloned().unwrap_or_default()
+        self.get("/guests")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn guest(&self, vmid: u32) -> Option<Value> {
-        self.guests().await.into_iter().find(|g| g["vmid"] == json!(vmid))
+        self.guests()
+            .await
+            .into_iter()
+            .find(|g| g["vmid"] == json!(vmid))
     }
 
     /// Every API request fakepve received (method, path, query, body, …).
     pub async fn requests(&self) -> Vec<Value> {
-        self.get("/requests").await.as_array().cloned().unwrap_or_default()
+        self.get("/requests")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn writes(&self) -> Vec<Value> {
-        self.requests().await.into_iter().filter(|r| r["method"] != "GET").collect()
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| r["method"] != "GET")
+            .collect()
     }
 
     pub async fn clear_requests(&self) {
@@ -135,7 +171,12 @@ impl FakePve {
     }
 
     pub async fn add_foreign_ct(&self, vmid: u32) {
-        self.call("add_ct", json!([vmid, format!("foreign{vmid}")]), json!({"status": "running"})).await;
+        self.call(
+            "add_ct",
+            json!([vmid, format!("foreign{vmid}")]),
+            json!({"status": "running"}),
+        )
+        .await;
     }
 }
 
@@ -253,7 +294,11 @@ default_user = "bob"
         );
         let config_path = dir.path().join("slipway.toml");
         std::fs::write(&config_path, config).unwrap();
-        TestEnv { pve, dir, config_path }
+        TestEnv {
+            pve,
+            dir,
+            config_path,
+        }
     }
 
     pub fn config(&self) -> Config {
@@ -266,7 +311,11 @@ default_user = "bob"
         let sink = Arc::new(Recorder::default());
         app.start(vec![sink.clone() as Arc<dyn ChatSink>]);
         let dispatcher = app.dispatcher();
-        Running { app: Some(app), dispatcher, sink }
+        Running {
+            app: Some(app),
+            dispatcher,
+            sink,
+        }
     }
 
     /// Runs the real binary: `slipway ARGS --config CONFIG` with `stdin`.
@@ -281,7 +330,12 @@ default_user = "bob"
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 }
@@ -308,12 +362,22 @@ impl ChatSink for Recorder {
 
     async fn send(&self, to: &ReplyTo, text: &str) -> Result<MessageRef, ChatError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed).to_string();
-        self.events.lock().unwrap().push((format!("send {id}"), text.to_string()));
-        Ok(MessageRef { platform: Platform::Console, channel: to.channel.clone(), id })
+        self.events
+            .lock()
+            .unwrap()
+            .push((format!("send {id}"), text.to_string()));
+        Ok(MessageRef {
+            platform: Platform::Console,
+            channel: to.channel.clone(),
+            id,
+        })
     }
 
     async fn edit(&self, msg: &MessageRef, text: &str) -> Result<(), ChatError> {
-        self.events.lock().unwrap().push((format!("edit {}", msg.id), text.to_string()));
+        self.events
+            .lock()
+            .unwrap()
+            .push((format!("edit {}", msg.id), text.to_string()));
         Ok(())
     }
 }
@@ -329,8 +393,19 @@ pub struct Running {
 
 impl Running {
     pub fn actor(&self, user: &str) -> Actor {
-        let roles = self.dispatcher.config.console_users.get(user).cloned().unwrap_or_default();
-        Actor { platform: Platform::Console, user_id: user.into(), display: user.into(), roles }
+        let roles = self
+            .dispatcher
+            .config
+            .console_users
+            .get(user)
+            .cloned()
+            .unwrap_or_default();
+        Actor {
+            platform: Platform::Console,
+            user_id: user.into(),
+            display: user.into(),
+            roles,
+        }
     }
 
     pub fn inbound(&self, user: &str, text: &str) -> Inbound {
@@ -338,7 +413,11 @@ impl Running {
             actor: self.actor(user),
             text: text.into(),
             event_id: format!("test:{}", EVENT.fetch_add(1, Ordering::Relaxed)),
-            reply_to: ReplyTo { platform: Platform::Console, channel: "test".into(), thread: None },
+            reply_to: ReplyTo {
+                platform: Platform::Console,
+                channel: "test".into(),
+                thread: None,
+            },
         }
     }
 
@@ -351,13 +430,22 @@ impl Running {
     pub async fn finished(&self, job: i64) -> JobRecord {
         let started = Instant::now();
         loop {
-            let j = self.dispatcher.store.job(job).await.unwrap().expect("job exists");
+            let j = self
+                .dispatcher
+                .store
+                .job(job)
+                .await
+                .unwrap()
+                .expect("job exists");
             if j.state.is_finished() {
                 // Let the notifier deliver the final state.
                 tokio::time::sleep(Duration::from_millis(400)).await;
                 return j;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "job {job} did not finish: {j:?}");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "job {job} did not finish: {j:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -368,14 +456,24 @@ impl Running {
         let id: i64 = self
             .dispatcher
             .store
-            .call(move |c| Ok(c.query_row("SELECT id FROM environments WHERE name = ?1 ORDER BY id DESC LIMIT 1", [name], |r| r.get(0))?))
+            .call(move |c| {
+                Ok(c.query_row(
+                    "SELECT id FROM environments WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+                    [name],
+                    |r| r.get(0),
+                )?)
+            })
             .await
             .unwrap();
         self.dispatcher.store.env(id).await.unwrap().unwrap()
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.dispatcher.store.call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?)).await.unwrap()
+        self.dispatcher
+            .store
+            .call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+            .await
+            .unwrap()
     }
 
     pub async fn stop(mut self) {
@@ -387,5 +485,7 @@ impl Running {
 
 /// The job a reply queued, or a panic with the reply's text.
 pub fn job_of(reply: &Reply) -> i64 {
-    reply.job.unwrap_or_else(|| panic!("no job queued; reply: {}", reply.text))
+    reply
+        .job
+        .unwrap_or_else(|| panic!("no job queued; reply: {}", reply.text))
 }
