@@ -190,6 +190,9 @@ pub struct Opts {
     pub time_scale: f64,
     pub vmids: (u32, u32),
     pub max_ttl: &'static str,
+    pub rate_burst: u32,
+    /// Extra TOML appended to the configuration.
+    pub extra: String,
 }
 
 impl Default for Opts {
@@ -201,6 +204,8 @@ impl Default for Opts {
             time_scale: 0.0,
             vmids: (200, 299),
             max_ttl: "30d",
+            rate_burst: 10000,
+            extra: String::new(),
         }
     }
 }
@@ -256,8 +261,8 @@ per_node = 4
 lease = "6s"
 
 [policy]
-rate_per_minute = 10000
-rate_burst = 10000
+rate_per_minute = 60
+rate_burst = {rate_burst}
 
 [provision]
 enabled = {provision}
@@ -280,6 +285,7 @@ vmids = {{ first = 900, last = 999 }}
 [console]
 users = {{ alice = ["web-admin"], dave = ["web-admin"], bob = ["web-dev"], carol = ["data-dev"], eve = [] }}
 default_user = "bob"
+{extra}
 "#,
             commands = repo().join("commands").display(),
             url = pve.url,
@@ -291,6 +297,8 @@ default_user = "bob"
             max_ttl = opts.max_ttl,
             first = opts.vmids.0,
             last = opts.vmids.1,
+            rate_burst = opts.rate_burst,
+            extra = opts.extra,
         );
         let config_path = dir.path().join("slipway.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -299,6 +307,16 @@ default_user = "bob"
             dir,
             config_path,
         }
+    }
+
+    /// Replaces `from` with `to` in the configuration file.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        assert!(
+            text.contains(from),
+            "{from} is not in the test configuration"
+        );
+        std::fs::write(&self.config_path, text.replace(from, to)).unwrap();
     }
 
     pub fn config(&self) -> Config {
