@@ -4,7 +4,8 @@
 
 use crate::catalog::{Catalog, Problem};
 use crate::chat::notifier::Notifier;
-use crate::chat::ChatSink;
+use crate::chat::{ChatSink, Sinks};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::domain::team::Platform;
@@ -12,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::progress::{self, Bus};
 use crate::provider::proxmox::Proxmox;
 use crate::provider::Compute;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::worker::Worker;
 use anyhow::Context;
@@ -37,6 +39,9 @@ pub struct App {
     pub owner: String,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    pub clock: Arc<dyn Clock>,
+    /// Wakes the scheduler (an expiry changed, or a test moved the clock).
+    pub schedule: Arc<Notify>,
 }
 
 /// Loads the catalog for a configuration, with every problem listed.
@@ -86,6 +91,8 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
         "env.stop",
         "env.restart",
         "env.destroy",
+        "env.extend",
+        "env.keep",
         "quota",
         "jobs",
         "job",
@@ -126,6 +133,11 @@ fn problems_error(what: &str, problems: Vec<Problem>) -> anyhow::Error {
 impl App {
     /// Builds everything and claims the database. Nothing runs yet.
     pub fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// Like [`App::build`], with the clock lifetimes are measured by.
+    pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let catalog = load_catalog(&config).map_err(|p| problems_error("the catalog", p))?;
         let store = Store::open(&config.database)
             .with_context(|| format!("cannot open the database {}", config.database.display()))?;
@@ -151,6 +163,8 @@ impl App {
             owner,
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            clock,
+            schedule: Arc::new(Notify::new()),
         })
     }
 
@@ -161,6 +175,8 @@ impl App {
             self.store.clone(),
             self.compute.clone(),
             self.wake.clone(),
+            self.schedule.clone(),
+            self.clock.clone(),
         )
     }
 
@@ -175,16 +191,30 @@ impl App {
             wake: self.wake.clone(),
             owner: self.owner.clone(),
             metrics: self.metrics.clone(),
+            clock: self.clock.clone(),
+            schedule: self.schedule.clone(),
         });
         worker.spawn(&self.tracker, &self.cancel);
-        let notifier = Notifier {
-            store: self.store.clone(),
-            sinks: sinks
+        let sinks: Sinks = Arc::new(
+            sinks
                 .into_iter()
                 .map(|s| (s.platform(), s))
                 .collect::<HashMap<Platform, _>>(),
+        );
+        let notifier = Notifier {
+            store: self.store.clone(),
+            sinks: sinks.clone(),
             interval: Duration::from_millis(250),
         };
+        let scheduler = Scheduler {
+            store: self.store.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            sinks,
+            wake: self.schedule.clone(),
+            workers: self.wake.clone(),
+        };
+        self.tracker.spawn(scheduler.run(self.cancel.clone()));
         self.tracker
             .spawn(notifier.run(self.bus.subscribe(), self.cancel.clone()));
         let (store, owner, cancel) = (self.store.clone(), self.owner.clone(), self.cancel.clone());

@@ -34,6 +34,8 @@ struct RawConfig {
     #[serde(default)]
     provision: RawProvision,
     #[serde(default)]
+    lifetimes: RawLifetimes,
+    #[serde(default)]
     teams: Vec<RawTeam>,
     #[serde(default)]
     console: RawConsole,
@@ -159,6 +161,33 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawLifetimes {
+    /// How long before expiry reminders are posted.
+    #[serde(default = "default_reminders")]
+    reminders: Vec<String>,
+    /// How long after expiry the teardown starts.
+    #[serde(default = "default_grace")]
+    grace: String,
+}
+
+impl Default for RawLifetimes {
+    fn default() -> Self {
+        RawLifetimes {
+            reminders: default_reminders(),
+            grace: default_grace(),
+        }
+    }
+}
+
+fn default_reminders() -> Vec<String> {
+    vec!["24h".into(), "1h".into()]
+}
+fn default_grace() -> String {
+    "1h".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTeam {
     name: String,
     #[serde(default)]
@@ -247,6 +276,12 @@ pub struct ProvisionConfig {
     pub workdir: PathBuf,
 }
 
+#[derive(Debug, Clone)]
+pub struct LifetimeConfig {
+    pub reminders: Vec<Duration>,
+    pub grace: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -259,6 +294,7 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub http_listen: Option<SocketAddr>,
     pub provision: ProvisionConfig,
+    pub lifetimes: LifetimeConfig,
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
@@ -431,6 +467,15 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
             .map(|w| resolve(base, w))
             .unwrap_or_else(|| base.to_path_buf()),
     };
+    let lifetimes = LifetimeConfig {
+        reminders: raw
+            .lifetimes
+            .reminders
+            .iter()
+            .map(|r| duration(r, "lifetimes.reminders", f, problems))
+            .collect(),
+        grace: duration(&raw.lifetimes.grace, "lifetimes.grace", f, problems),
+    };
     let teams = raw
         .teams
         .iter()
@@ -453,6 +498,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         policy,
         http_listen,
         provision,
+        lifetimes,
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,

@@ -29,6 +29,7 @@
 pub mod app;
 pub mod catalog;
 pub mod chat;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
@@ -36,5 +37,6 @@ pub mod http;
 pub mod metrics;
 pub mod progress;
 pub mod provider;
+pub mod scheduler;
 pub mod store;
 pub mod worker;

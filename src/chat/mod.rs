@@ -88,6 +88,30 @@ pub enum ChatError {
     Platform(String),
 }
 
+/// The chat sinks of every configured platform.
+pub type Sinks = std::sync::Arc<std::collections::HashMap<Platform, std::sync::Arc<dyn ChatSink>>>;
+
+/// Posts `text` to the conversation `reply_to` (JSON of a [`ReplyTo`]) if its
+/// platform is connected; delivery problems are logged, never fatal.
+pub async fn announce(sinks: &Sinks, reply_to: Option<&str>, text: &str) {
+    let Some(to) = reply_to.and_then(ReplyTo::from_json) else {
+        return;
+    };
+    let Some(sink) = sinks.get(&to.platform) else {
+        return;
+    };
+    for attempt in 0..3 {
+        match sink.send(&to, text).await {
+            Ok(_) => return,
+            Err(ChatError::RateLimited(wait)) if attempt < 2 => tokio::time::sleep(wait).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not post an announcement");
+                return;
+            }
+        }
+    }
+}
+
 /// Posting and editing messages on one platform.
 #[async_trait]
 pub trait ChatSink: Send + Sync {

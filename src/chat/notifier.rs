@@ -3,12 +3,10 @@
 //! each job is sent, at most every `interval` — and the message reference is
 //! stored with the job, so after a restart the same message is edited again.
 
-use super::{render, ChatError, ChatSink, MessageRef, ReplyTo};
-use crate::domain::team::Platform;
+use super::{render, ChatError, MessageRef, ReplyTo};
 use crate::progress::Progress;
 use crate::store::Store;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
@@ -16,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 pub struct Notifier {
     pub store: Store,
-    pub sinks: HashMap<Platform, Arc<dyn ChatSink>>,
+    pub sinks: super::Sinks,
     pub interval: Duration,
 }
 

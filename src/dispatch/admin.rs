@@ -99,6 +99,9 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reply) => return Ok(reply),
         };
+        if a.kind != "create" {
+            return self.approve_lifetime(call, &a).await;
+        }
         let Some(env) = self.store.env(a.env_id).await? else {
             return Err(StoreError::Corrupt(format!(
                 "request {} has no environment",
@@ -167,6 +170,9 @@ impl Dispatcher {
             .str("reason")
             .unwrap_or("no reason given")
             .to_string();
+        if a.kind != "create" {
+            return self.deny_lifetime(call, &a, reason).await;
+        }
         let actor = call.actor();
         let env = self.store.env(a.env_id).await?;
         let name = env.map(|e| e.name).unwrap_or_default();

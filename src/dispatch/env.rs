@@ -11,7 +11,7 @@ use crate::domain::quota::{self, Resources};
 use crate::domain::team::Team;
 use crate::store::envs::{EnvRecord, NewEnv, Submitted};
 use crate::store::jobs::{Enqueued, NewJob};
-use crate::store::{now, StoreError};
+use crate::store::StoreError;
 use serde_json::json;
 use std::time::Duration;
 
@@ -143,6 +143,7 @@ impl Dispatcher {
             resources: req.resources,
             request_key: call.inbound.event_id.clone(),
             ttl_secs: Some(req.ttl.as_secs() as i64),
+            announce_to: call.inbound.reply_to.to_json(),
         };
         let job = NewJob {
             kind: JobKind::Create,
@@ -245,7 +246,7 @@ impl Dispatcher {
         for t in &call.teams {
             envs.extend(self.store.list_envs(Some(t.name.0.clone())).await?);
         }
-        Ok(Reply::private(render::env_list(&envs, now())))
+        Ok(Reply::private(render::env_list(&envs, self.clock.now())))
     }
 
     /// The live environment `name` if the caller's teams own it.
@@ -275,13 +276,17 @@ impl Dispatcher {
                 Err(e) => {
                     return Ok(Reply::private(format!(
                         "{}\n  live: could not ask Proxmox: {e}",
-                        render::env_info(&env, None, now())
+                        render::env_info(&env, None, self.clock.now())
                     )))
                 }
             },
             None => None,
         };
-        Ok(Reply::private(render::env_info(&env, live.as_ref(), now())))
+        Ok(Reply::private(render::env_info(
+            &env,
+            live.as_ref(),
+            self.clock.now(),
+        )))
     }
 
     pub(super) async fn env_lifecycle(&self, call: &Call<'_>) -> Result<Reply, StoreError> {

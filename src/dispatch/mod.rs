@@ -6,6 +6,7 @@
 
 mod admin;
 mod env;
+mod lifetime;
 
 use crate::catalog::command::{CommandSpec, Invocation, Permission};
 use crate::catalog::Catalog;
@@ -27,6 +28,9 @@ pub struct Dispatcher {
     pub compute: Arc<dyn Compute>,
     /// Wakes the workers when a job was queued.
     pub wake: Arc<Notify>,
+    /// Wakes the scheduler when an expiry changed.
+    pub schedule: Arc<Notify>,
+    pub clock: Arc<dyn crate::clock::Clock>,
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
@@ -51,6 +55,8 @@ impl Dispatcher {
         store: Store,
         compute: Arc<dyn Compute>,
         wake: Arc<Notify>,
+        schedule: Arc<Notify>,
+        clock: Arc<dyn crate::clock::Clock>,
     ) -> Self {
         let per_minute = NonZeroU32::new(config.policy.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.policy.rate_burst).unwrap_or(NonZeroU32::MIN);
@@ -61,6 +67,8 @@ impl Dispatcher {
             store,
             compute,
             wake,
+            schedule,
+            clock,
             limiter,
         }
     }
@@ -136,6 +144,8 @@ impl Dispatcher {
             "env.list" => self.env_list(call).await,
             "env.info" => self.env_info(call).await,
             "env.start" | "env.stop" | "env.restart" | "env.destroy" => self.env_lifecycle(call).await,
+            "env.extend" => self.env_extend(call).await,
+            "env.keep" => self.env_keep(call).await,
             "quota" => self.quota(call).await,
             "jobs" => self.jobs(call).await,
             "job" => self.job(call).await,

@@ -2,6 +2,7 @@
 //! Nothing here does I/O: no tokio, rusqlite, serenity or reqwest.
 
 pub mod lifecycle;
+pub mod lifetime;
 pub mod names;
 pub mod policy;
 pub mod quota;

@@ -13,6 +13,8 @@ pub enum ApprovalReason {
     OverQuota(String),
     /// The profile always needs approval.
     ProfileRequiresApproval(String),
+    /// A lifetime beyond the limits, or no expiry at all.
+    Lifetime(String),
 }
 
 impl ApprovalReason {
@@ -22,6 +24,7 @@ impl ApprovalReason {
             ApprovalReason::ProfileRequiresApproval(profile) => {
                 format!("profile {profile} always needs an admin's approval")
             }
+            ApprovalReason::Lifetime(why) => why.clone(),
         }
     }
 }

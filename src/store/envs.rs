@@ -28,9 +28,20 @@ pub struct EnvRecord {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub ttl_secs: Option<i64>,
+    pub announce_to: Option<String>,
 }
 
-const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs";
+impl EnvRecord {
+    /// Where lifecycle events go; environments from before announcements existed
+    /// fall back to the console.
+    pub fn announce_to_or_default(&self) -> String {
+        self.announce_to
+            .clone()
+            .unwrap_or_else(|| r#"{"platform":"console","channel":"console"}"#.into())
+    }
+}
+
+const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs, announce_to";
 
 fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
     let state: String = r.get(13)?;
@@ -55,6 +66,7 @@ fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
         expires_at: r.get(15)?,
         created_at: r.get(16)?,
         ttl_secs: r.get(17)?,
+        announce_to: r.get(18)?,
     })
 }
 
@@ -70,6 +82,8 @@ pub struct NewEnv {
     pub resources: Resources,
     pub request_key: String,
     pub ttl_secs: Option<i64>,
+    /// JSON ReplyTo where lifecycle events of the environment are announced.
+    pub announce_to: String,
 }
 
 /// What became of a create request.
@@ -127,12 +141,12 @@ fn insert_env(c: &Connection, e: &NewEnv, state: EnvState) -> Result<i64, StoreE
     let t = now();
     c.execute(
         "INSERT INTO environments (name, team, owner, owner_display, profile, node, cores, memory_mb, swap_mb, disk_gb,
-                                   state, request_key, ttl_secs, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+                                   state, request_key, ttl_secs, created_at, updated_at, announce_to)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
         params![
             e.name, e.team, e.owner, e.owner_display, e.profile, e.node,
             e.resources.cores, e.resources.memory_mb, e.resources.swap_mb, e.resources.disk_gb,
-            state.as_str(), e.request_key, e.ttl_secs, t
+            state.as_str(), e.request_key, e.ttl_secs, t, e.announce_to
         ],
     )?;
     Ok(c.last_insert_rowid())
@@ -270,10 +284,14 @@ impl Store {
         .await
     }
 
-    /// A provisioned environment becomes ready; its lifetime starts now.
-    pub async fn mark_ready(&self, env_id: i64, ttl_secs: Option<i64>) -> Result<(), StoreError> {
+    /// A provisioned environment becomes ready; its lifetime starts `t`.
+    pub async fn mark_ready(
+        &self,
+        env_id: i64,
+        t: i64,
+        ttl_secs: Option<i64>,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
-            let t = now();
             c.execute(
                 "UPDATE environments SET state = 'ready', expires_at = ?2 + ?3, updated_at = ?2
                  WHERE id = ?1 AND state = 'provisioning'",
@@ -415,6 +433,9 @@ pub struct ApprovalRecord {
     pub state: String,
     pub decided_by: Option<String>,
     pub reply_to: String,
+    /// "create", "extend" or "keep".
+    pub kind: String,
+    pub extend_secs: Option<i64>,
 }
 
 /// What became of an approve or deny.
@@ -530,7 +551,7 @@ impl Store {
 
 fn approval(c: &Connection, id: i64) -> Result<Option<ApprovalRecord>, StoreError> {
     Ok(c.query_row(
-        "SELECT id, env_id, team, requester, reason, over_quota, state, decided_by, reply_to FROM approvals WHERE id = ?1",
+        "SELECT id, env_id, team, requester, reason, over_quota, state, decided_by, reply_to, kind, extend_secs FROM approvals WHERE id = ?1",
         [id],
         |r| {
             let reason: String = r.get(4)?;
@@ -545,6 +566,8 @@ fn approval(c: &Connection, id: i64) -> Result<Option<ApprovalRecord>, StoreErro
                 state: r.get(6)?,
                 decided_by: r.get(7)?,
                 reply_to: r.get(8)?,
+                kind: r.get(9)?,
+                extend_secs: r.get(10)?,
             })
         },
     )

@@ -5,6 +5,7 @@
 
 pub mod envs;
 pub mod jobs;
+pub mod lifetimes;
 
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
@@ -27,7 +28,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_lifetimes.sql"),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())

@@ -49,6 +49,9 @@ pub struct Worker {
     /// This process's instance id; each task's lease owner derives from it.
     pub owner: String,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+    /// Wakes the scheduler when an environment's expiry was set.
+    pub schedule: Arc<Notify>,
 }
 
 /// One job being worked on.

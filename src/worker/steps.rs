@@ -58,8 +58,19 @@ impl Worker {
             Step::PostProvision(name) => self.post_provision(run, name).await,
             Step::InitialSnapshot => self.initial_snapshot(run, i).await,
             Step::MarkReady => {
-                let ttl = run.env.ttl_secs;
-                self.store.mark_ready(run.env.id, ttl).await?;
+                let now = self.clock.now();
+                self.store
+                    .mark_ready(run.env.id, now, run.env.ttl_secs)
+                    .await?;
+                if let Some(ttl) = run.env.ttl_secs {
+                    let schedule = crate::domain::lifetime::reminder_schedule(
+                        now + ttl,
+                        &self.config.lifetimes.reminders,
+                        now,
+                    );
+                    self.store.schedule_reminders(run.env.id, schedule).await?;
+                    self.schedule.notify_one();
+                }
                 Ok(StepState::Done)
             }
             Step::RemoveHa => {

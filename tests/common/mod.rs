@@ -325,7 +325,12 @@ default_user = "bob"
 
     /// Slipway in-process, started, with a recording chat sink.
     pub fn start(&self) -> Running {
-        let app = App::build(self.config()).expect("build the app");
+        self.start_with_clock(Arc::new(slipway::clock::SystemClock))
+    }
+
+    /// Like `start`, with a clock the test controls.
+    pub fn start_with_clock(&self, clock: Arc<dyn slipway::clock::Clock>) -> Running {
+        let app = App::build_with_clock(self.config(), clock).expect("build the app");
         let sink = Arc::new(Recorder::default());
         app.start(vec![sink.clone() as Arc<dyn ChatSink>]);
         let dispatcher = app.dispatcher();
@@ -492,6 +497,41 @@ impl Running {
             .call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
             .await
             .unwrap()
+    }
+
+    /// Makes the lifetime scheduler look at the clock now.
+    pub fn wake_scheduler(&self) {
+        self.app.as_ref().unwrap().schedule.notify_one();
+    }
+
+    /// Waits until a posted or edited message contains `needle` (at most 10 s).
+    pub async fn wait_for_message(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some((_, text)) = self
+                .sink
+                .all()
+                .into_iter()
+                .find(|(_, t)| t.contains(needle))
+            {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no message contains {needle:?}: {:?}",
+                self.sink.all()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// How many posted or edited messages contain `needle`.
+    pub fn messages_with(&self, needle: &str) -> usize {
+        self.sink
+            .all()
+            .iter()
+            .filter(|(_, t)| t.contains(needle))
+            .count()
     }
 
     pub async fn stop(mut self) {

@@ -1,0 +1,135 @@
+//! Lifetimes: sleeps until the next reminder or expiry is due (or until woken),
+//! then posts due reminders and queues teardowns. It only enqueues: the worker
+//! does the teardown. Everything it acts on is in SQLite, so after downtime the
+//! overdue teardowns run at once and at most one catch-up reminder is sent per
+//! environment; a claimed reminder is never sent twice.
+
+use crate::chat::{announce, render, Sinks};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain::lifecycle::{plan, CreateOptions, EnvState, JobKind};
+use crate::domain::lifetime;
+use crate::store::jobs::{Enqueued, NewJob};
+use crate::store::{Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The longest real time between two looks, so a clock jump is noticed.
+const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub struct Scheduler {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    pub sinks: Sinks,
+    /// Wakes this loop early (an expiry changed).
+    pub wake: Arc<Notify>,
+    /// Wakes the workers after a teardown was queued.
+    pub workers: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub async fn run(self, cancel: CancellationToken) {
+        loop {
+            let pause = match self.tick().await {
+                Ok(pause) => pause,
+                Err(e) => {
+                    tracing::error!(error = %e, "lifetime scheduler failed; trying again");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified() => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// Does what is due now; returns how long to sleep.
+    pub async fn tick(&self) -> Result<Duration, StoreError> {
+        let now = self.clock.now();
+        let grace = self.config.lifetimes.grace.as_secs() as i64;
+        self.tear_down_expired(now, grace).await?;
+        self.send_reminders(now).await?;
+        let next = self.store.next_due(grace).await?;
+        Ok(match next {
+            Some(at) if at <= now => Duration::from_millis(100),
+            Some(at) => Duration::from_secs((at - now) as u64).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        })
+    }
+
+    async fn tear_down_expired(&self, now: i64, grace: i64) -> Result<(), StoreError> {
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];
+        for env in self.store.expired(now, grace).await? {
+            self.store.skip_env_reminders(env.id).await?;
+            let job = NewJob {
+                kind: JobKind::Destroy,
+                // One teardown per expiry, however often this runs.
+                idempotency_key: format!(
+                    "expiry:{}:{}",
+                    env.id,
+                    env.expires_at.unwrap_or_default()
+                ),
+                requested_by: "slipway:lifetimes".into(),
+                reply_to: env.announce_to_or_default(),
+                steps: plan(JobKind::Destroy, &CreateOptions::default())
+                    .iter()
+                    .map(|s| s.name())
+                    .collect(),
+            };
+            match self
+                .store
+                .enqueue(env.id, LIVE, Some(EnvState::Destroying), job)
+                .await?
+            {
+                Enqueued::Queued(job_id) => {
+                    tracing::info!(env = %env.name, job = job_id, "lifetime over: tearing down");
+                    self.workers.notify_waiters();
+                    let text = format!(
+                        "⌛ @{} {} expired {}; tearing it down now (job {job_id}).",
+                        env.owner_display,
+                        env.name,
+                        render::relative(env.expires_at, now)
+                    );
+                    announce(&self.sinks, Some(&env.announce_to_or_default()), &text).await;
+                }
+                // A job of its own runs: the next look tries again.
+                Enqueued::Busy(_) | Enqueued::Duplicate(_) | Enqueued::WrongState(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn send_reminders(&self, now: i64) -> Result<(), StoreError> {
+        let mut by_env: BTreeMap<i64, Vec<crate::store::lifetimes::DueReminder>> = BTreeMap::new();
+        for r in self.store.due_reminders(now).await? {
+            by_env.entry(r.env_id).or_default().push(r);
+        }
+        for (_, due) in by_env {
+            let pairs: Vec<(i64, i64)> = due.iter().map(|r| (r.id, r.due_at)).collect();
+            let (send, skip) = lifetime::catch_up(&pairs);
+            self.store.skip_reminders(skip).await?;
+            let Some(r) = send.and_then(|id| due.iter().find(|r| r.id == id)) else {
+                continue;
+            };
+            if !self.store.claim_reminder(r.id, now).await? {
+                continue;
+            }
+            let text = format!(
+                "⏰ @{} {} expires {}. Extend it with /env extend {} 1d, or destroy it now with /env destroy {}.",
+                r.owner_display,
+                r.env_name,
+                render::relative(Some(r.expires_at), now),
+                r.env_name,
+                r.env_name
+            );
+            announce(&self.sinks, r.announce_to.as_deref(), &text).await;
+        }
+        Ok(())
+    }
+}

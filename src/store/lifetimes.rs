@@ -1,0 +1,242 @@
+//! Lifetimes in the store: expiry, the durable reminder schedule, expired
+//! environments, and approvals that extend or keep an environment. A reminder
+//! is claimed (`scheduled` → `sent`) before it is posted, so it is never sent twice.
+
+use super::envs::EnvRecord;
+use super::{audit, Store, StoreError};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+
+/// A reminder that is due, with what its message needs.
+#[derive(Debug, Clone)]
+pub struct DueReminder {
+    pub id: i64,
+    pub env_id: i64,
+    pub env_name: String,
+    pub owner_display: String,
+    pub expires_at: i64,
+    pub due_at: i64,
+    pub announce_to: Option<String>,
+}
+
+const LIVE: &str = "('ready', 'stopped')";
+
+impl Store {
+    /// Replaces the environment's scheduled reminders with `schedule` (offset, due_at).
+    pub async fn schedule_reminders(
+        &self,
+        env_id: i64,
+        schedule: Vec<(i64, i64)>,
+    ) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("DELETE FROM reminders WHERE env_id = ?1 AND state = 'scheduled'", [env_id])?;
+            for (offset, due) in schedule {
+                tx.execute(
+                    "INSERT OR IGNORE INTO reminders (env_id, offset_secs, due_at) VALUES (?1, ?2, ?3)",
+                    params![env_id, offset, due],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Scheduled reminders that are due now, of environments still alive.
+    pub async fn due_reminders(&self, now: i64) -> Result<Vec<DueReminder>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT r.id, e.id, e.name, e.owner_display, e.expires_at, r.due_at, e.announce_to
+                 FROM reminders r JOIN environments e ON e.id = r.env_id
+                 WHERE r.state = 'scheduled' AND r.due_at <= ?1 AND e.state IN {LIVE} AND e.expires_at IS NOT NULL
+                 ORDER BY r.due_at"
+            ))?;
+            let rows = stmt
+                .query_map([now], |r| {
+                    Ok(DueReminder {
+                        id: r.get(0)?,
+                        env_id: r.get(1)?,
+                        env_name: r.get(2)?,
+                        owner_display: r.get(3)?,
+                        expires_at: r.get(4)?,
+                        due_at: r.get(5)?,
+                        announce_to: r.get(6)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Claims a reminder for sending; false if it was sent or skipped already.
+    pub async fn claim_reminder(&self, id: i64, now: i64) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE reminders SET state = 'sent', sent_at = ?2 WHERE id = ?1 AND state = 'scheduled'",
+                params![id, now],
+            )? == 1)
+        })
+        .await
+    }
+
+    pub async fn skip_reminders(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            for id in ids {
+                c.execute(
+                    "UPDATE reminders SET state = 'skipped' WHERE id = ?1 AND state = 'scheduled'",
+                    [id],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Skips every scheduled reminder of an environment (it expired, or is kept).
+    pub async fn skip_env_reminders(&self, env_id: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE reminders SET state = 'skipped' WHERE env_id = ?1 AND state = 'scheduled'",
+                [env_id],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// How many reminders were sent for an environment.
+    pub async fn sent_reminders(&self, env_id: i64) -> Result<i64, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM reminders WHERE env_id = ?1 AND state = 'sent'",
+                [env_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Live environments whose expiry plus `grace` has passed.
+    pub async fn expired(&self, now: i64, grace: i64) -> Result<Vec<EnvRecord>, StoreError> {
+        let ids: Vec<i64> = self
+            .call(move |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT id FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL AND expires_at + ?2 <= ?1 ORDER BY expires_at"
+                ))?;
+                let rows = stmt.query_map(params![now, grace], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+                Ok(rows)
+            })
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.env(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// The next moment something is due: a reminder, or an expiry plus `grace`.
+    pub async fn next_due(&self, grace: i64) -> Result<Option<i64>, StoreError> {
+        self.call(move |c| {
+            let reminder: Option<i64> = c.query_row(
+                &format!(
+                    "SELECT MIN(r.due_at) FROM reminders r JOIN environments e ON e.id = r.env_id
+                     WHERE r.state = 'scheduled' AND e.state IN {LIVE}"
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            let expiry: Option<i64> = c.query_row(
+                &format!("SELECT MIN(expires_at) + ?1 FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL"),
+                [grace],
+                |r| r.get(0),
+            )?;
+            Ok(match (reminder, expiry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+        })
+        .await
+    }
+
+    /// Sets (or clears: kept) an environment's expiry.
+    pub async fn set_expiry(&self, env_id: i64, expires_at: Option<i64>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE environments SET expires_at = ?2 WHERE id = ?1",
+                params![env_id, expires_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Asks for an admin's approval of a longer lifetime (`extend_secs`) or of
+    /// no expiry at all (`kind` = "keep"). An open request of the same kind is reused.
+    pub async fn request_lifetime(
+        &self,
+        env: &EnvRecord,
+        kind: &'static str,
+        extend_secs: Option<i64>,
+        reason: String,
+        reply_to: String,
+    ) -> Result<i64, StoreError> {
+        let (env_id, team, owner, name) = (
+            env.id,
+            env.team.clone(),
+            env.owner.clone(),
+            env.name.clone(),
+        );
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if let Some(id) = tx
+                .query_row(
+                    "SELECT id FROM approvals WHERE env_id = ?1 AND kind = ?2 AND state = 'pending'",
+                    params![env_id, kind],
+                    |r| r.get(0),
+                )
+                .optional()?
+            {
+                tx.execute("UPDATE approvals SET extend_secs = ?2 WHERE id = ?1", params![id, extend_secs])?;
+                tx.commit()?;
+                return Ok(id);
+            }
+            let reason_json = serde_json::to_string(&crate::domain::policy::ApprovalReason::Lifetime(reason.clone()))
+                .unwrap_or_default();
+            tx.execute(
+                "INSERT INTO approvals (env_id, team, requester, reason, over_quota, state, reply_to, created_at, kind, extend_secs)
+                 VALUES (?1, ?2, ?3, ?4, 0, 'pending', ?5, ?6, ?7, ?8)",
+                params![env_id, team, owner, reason_json, reply_to, super::now(), kind, extend_secs],
+            )?;
+            let id = tx.last_insert_rowid();
+            audit(&tx, &owner, &format!("env.{kind}"), &name, "pending approval", &reason)?;
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    /// Marks a lifetime approval decided; false if it was decided already.
+    pub async fn decide_lifetime(
+        &self,
+        id: i64,
+        decider: String,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let state = if approve { "approved" } else { "denied" };
+            let n = tx.execute(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, deny_reason = ?5 WHERE id = ?1 AND state = 'pending'",
+                params![id, state, decider, super::now(), reason],
+            )?;
+            if n == 1 {
+                audit(&tx, &decider, "approval.lifetime", &format!("request {id}"), state, reason.as_deref().unwrap_or(""))?;
+            }
+            tx.commit()?;
+            Ok(n == 1)
+        })
+        .await
+    }
+}
