@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::progress::{self, Bus};
 use crate::provider::proxmox::Proxmox;
 use crate::provider::Compute;
+use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 use crate::worker::Worker;
@@ -42,6 +43,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Wakes the scheduler (an expiry changed, or a test moved the clock).
     pub schedule: Arc<Notify>,
+    /// The chat sinks, once started.
+    sinks: std::sync::OnceLock<Sinks>,
 }
 
 /// Loads the catalog for a configuration, with every problem listed.
@@ -165,6 +168,7 @@ impl App {
             tracker: TaskTracker::new(),
             clock,
             schedule: Arc::new(Notify::new()),
+            sinks: std::sync::OnceLock::new(),
         })
     }
 
@@ -206,6 +210,9 @@ impl App {
             sinks: sinks.clone(),
             interval: Duration::from_millis(250),
         };
+        let _ = self.sinks.set(sinks.clone());
+        self.tracker
+            .spawn(self.reconciler().run(self.cancel.clone()));
         let scheduler = Scheduler {
             store: self.store.clone(),
             config: self.config.clone(),
@@ -230,6 +237,17 @@ impl App {
                 }
             }
         });
+    }
+
+    /// A reconciler that reports through the started chat sinks.
+    pub fn reconciler(&self) -> Reconciler {
+        Reconciler {
+            store: self.store.clone(),
+            compute: self.compute.clone(),
+            config: self.config.clone(),
+            clock: self.clock.clone(),
+            sinks: self.sinks.get().cloned().unwrap_or_default(),
+        }
     }
 
     /// Serves `/healthz` and `/metrics` if configured; returns the bound address.

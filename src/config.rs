@@ -36,6 +36,8 @@ struct RawConfig {
     #[serde(default)]
     lifetimes: RawLifetimes,
     #[serde(default)]
+    reconcile: RawReconcile,
+    #[serde(default)]
     teams: Vec<RawTeam>,
     #[serde(default)]
     console: RawConsole,
@@ -74,6 +76,12 @@ struct RawProxmox {
     /// How long to wait for a DHCP container to report its address.
     #[serde(default = "default_address_wait")]
     address_wait: String,
+    /// How often a write that failed transiently (no quorum, a held lock, a 502) is tried again.
+    #[serde(default = "default_write_retries")]
+    write_retries: u32,
+    /// The first wait between those tries; it doubles each time (at most 8 s).
+    #[serde(default = "default_retry_base")]
+    retry_base: String,
 }
 
 fn default_timeout() -> String {
@@ -87,6 +95,12 @@ fn default_shutdown_timeout() -> String {
 }
 fn default_address_wait() -> String {
     "60s".into()
+}
+fn default_write_retries() -> u32 {
+    6
+}
+fn default_retry_base() -> String {
+    "500ms".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +193,37 @@ impl Default for RawLifetimes {
     }
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    /// How often the database is compared with Proxmox.
+    #[serde(default = "default_reconcile_interval")]
+    interval: String,
+    /// How long an orphan (Slipway's tag, no live environment) is left before removal.
+    #[serde(default = "default_orphan_grace")]
+    orphan_grace: String,
+    /// Remove orphans after the grace period (false: only report them).
+    #[serde(default = "yes")]
+    remove_orphans: bool,
+}
+
+impl Default for RawReconcile {
+    fn default() -> Self {
+        RawReconcile {
+            interval: default_reconcile_interval(),
+            orphan_grace: default_orphan_grace(),
+            remove_orphans: true,
+        }
+    }
+}
+
+fn default_reconcile_interval() -> String {
+    "5m".into()
+}
+fn default_orphan_grace() -> String {
+    "1h".into()
+}
+
 fn default_reminders() -> Vec<String> {
     vec!["24h".into(), "1h".into()]
 }
@@ -254,6 +299,8 @@ pub struct ProxmoxConfig {
     pub task_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub address_wait: Duration,
+    pub write_retries: u32,
+    pub retry_base: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +329,13 @@ pub struct LifetimeConfig {
     pub grace: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    pub interval: Duration,
+    pub orphan_grace: Duration,
+    pub remove_orphans: bool,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -295,6 +349,7 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     pub provision: ProvisionConfig,
     pub lifetimes: LifetimeConfig,
+    pub reconcile: ReconcileConfig,
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
@@ -428,6 +483,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
             problems,
         ),
         address_wait: duration(&px.address_wait, "proxmox.address_wait", f, problems),
+        write_retries: px.write_retries,
+        retry_base: duration(&px.retry_base, "proxmox.retry_base", f, problems),
     };
     if raw.worker.concurrency == 0 || raw.worker.per_node == 0 {
         problems.push(Problem::new(
@@ -476,6 +533,16 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
             .collect(),
         grace: duration(&raw.lifetimes.grace, "lifetimes.grace", f, problems),
     };
+    let reconcile = ReconcileConfig {
+        interval: duration(&raw.reconcile.interval, "reconcile.interval", f, problems),
+        orphan_grace: duration(
+            &raw.reconcile.orphan_grace,
+            "reconcile.orphan_grace",
+            f,
+            problems,
+        ),
+        remove_orphans: raw.reconcile.remove_orphans,
+    };
     let teams = raw
         .teams
         .iter()
@@ -499,6 +566,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         http_listen,
         provision,
         lifetimes,
+        reconcile,
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,

@@ -37,6 +37,7 @@ pub mod http;
 pub mod metrics;
 pub mod progress;
 pub mod provider;
+pub mod reconcile;
 pub mod scheduler;
 pub mod store;
 pub mod worker;

@@ -6,6 +6,7 @@
 pub mod envs;
 pub mod jobs;
 pub mod lifetimes;
+pub mod reconcile;
 
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
@@ -31,6 +32,7 @@ pub enum StoreError {
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_lifetimes.sql"),
+    include_str!("../../migrations/0003_reconcile.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -4,8 +4,9 @@
 //! died is claimed again when its lease runs out (at once after a restart) and
 //! resumes from its journal.
 
+mod backoff;
 mod rollback;
-mod steps;
+pub(crate) mod steps;
 
 use crate::catalog::Catalog;
 use crate::config::Config;

@@ -52,8 +52,16 @@ impl Worker {
             Step::StartContainer | Step::Start => self.start_container(run, i).await,
             Step::AwaitAddress => self.await_address(run).await,
             Step::AddHa => {
-                self.compute.ha_add(self.vmid(run)?).await?;
-                Ok(StepState::Done)
+                let vmid = self.vmid(run)?;
+                let mut backoff = self.backoff();
+                loop {
+                    match self.compute.ha_add(vmid).await {
+                        Ok(()) => return Ok(StepState::Done),
+                        // Adding is idempotent: "already defined" counts as done.
+                        Err(e) if backoff.retry(&e).await => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
             }
             Step::PostProvision(name) => self.post_provision(run, name).await,
             Step::InitialSnapshot => self.initial_snapshot(run, i).await,
@@ -87,6 +95,14 @@ impl Worker {
                 Ok(StepState::Done)
             }
         }
+    }
+
+    /// Retries for one Proxmox write, as configured.
+    pub(super) fn backoff(&self) -> super::backoff::Backoff {
+        super::backoff::Backoff::new(
+            self.config.proxmox.write_retries,
+            self.config.proxmox.retry_base,
+        )
     }
 
     pub(super) fn vmid(&self, run: &JobRun) -> Result<u32, StepError> {
@@ -202,7 +218,8 @@ impl Worker {
     async fn create_container(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
         let timeout = self.config.proxmox.task_timeout;
         let mut skip: Vec<u32> = Vec::new();
-        for _ in 0..20 {
+        let mut backoff = self.backoff();
+        for _ in 0..20 + self.config.proxmox.write_retries {
             let vmid = match run.env.vmid {
                 Some(v) => v,
                 None => self.allocate_vmid(run, &skip).await?,
@@ -248,6 +265,12 @@ impl Worker {
                         .await?;
                     skip.push(vmid);
                     self.clear_vmid(run).await?;
+                }
+                // The loop looks again whether the container exists before it creates it again.
+                Err(e) if backoff.retry(&e).await => {
+                    self.store
+                        .log(run.job.id, "warn", format!("{e}; trying again"))
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -303,7 +326,18 @@ impl Worker {
         if let Some(task) = task_of(&run.steps[i].data, "task") {
             self.compute.wait(&task, timeout).await?;
         } else if !self.is_running(run, vmid).await? {
-            let task = self.compute.start(&run.env.node, vmid).await?;
+            let mut backoff = self.backoff();
+            let task = loop {
+                match self.compute.start(&run.env.node, vmid).await {
+                    Ok(t) => break t,
+                    Err(e) if backoff.retry(&e).await => {
+                        if self.is_running(run, vmid).await? {
+                            return Ok(StepState::Done);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             run.steps[i].data["task"] = json!(task);
             self.checkpoint(run, i).await?;
             self.compute.wait(&task, timeout).await?;
@@ -448,7 +482,18 @@ impl Worker {
         let task = match task_of(&run.steps[i].data, "stop_task") {
             Some(t) => t,
             None => {
-                let t = self.compute.shutdown(&run.env.node, vmid, grace).await?;
+                let mut backoff = self.backoff();
+                let t = loop {
+                    match self.compute.shutdown(&run.env.node, vmid, grace).await {
+                        Ok(t) => break t,
+                        Err(e) if backoff.retry(&e).await => {
+                            if !self.is_running(run, vmid).await? {
+                                return Ok(StepState::Done);
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 run.steps[i].data["stop_task"] = json!(t);
                 self.checkpoint(run, i).await?;
                 t
@@ -468,7 +513,18 @@ impl Worker {
                 .await?;
         }
         if self.is_running(run, vmid).await? {
-            let t = self.compute.stop(&run.env.node, vmid).await?;
+            let mut backoff = self.backoff();
+            let t = loop {
+                match self.compute.stop(&run.env.node, vmid).await {
+                    Ok(t) => break t,
+                    Err(e) if backoff.retry(&e).await => {
+                        if !self.is_running(run, vmid).await? {
+                            return Ok(StepState::Done);
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             self.compute.wait(&t, timeout).await?;
         }
         Ok(StepState::Done)
@@ -514,7 +570,18 @@ impl Worker {
                 env_tag(run.env.id)
             ))),
             Some(_) => {
-                let task = self.compute.destroy(&run.env.node, vmid).await?;
+                let mut backoff = self.backoff();
+                let task = loop {
+                    match self.compute.destroy(&run.env.node, vmid).await {
+                        Ok(t) => break t,
+                        Err(e) if backoff.retry(&e).await => {
+                            if self.compute.config(&run.env.node, vmid).await?.is_none() {
+                                return Ok(StepState::Done);
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
                 run.steps[i].data["delete_task"] = json!(task);
                 self.checkpoint(run, i).await?;
                 self.compute.wait(&task, timeout).await?;

@@ -254,6 +254,8 @@ timeout = "10s"
 task_timeout = "60s"
 shutdown_timeout = "5s"
 address_wait = "0s"
+write_retries = 3
+retry_base = "100ms"
 
 [worker]
 concurrency = 4

@@ -1,0 +1,122 @@
+//! What the reconcile loop remembers: drift on environments, and containers
+//! with Slipway's tag that no live environment accounts for (orphans), with
+//! when they were first seen so they are removed only after a grace period.
+
+use super::{Store, StoreError};
+use rusqlite::{params, OptionalExtension};
+
+/// An orphan as remembered.
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub vmid: u32,
+    pub node: String,
+    pub first_seen: i64,
+    pub reported: bool,
+}
+
+impl Store {
+    /// Sets or clears an environment's drift; true if it changed (report then).
+    pub async fn set_drift(&self, env_id: i64, drift: Option<String>) -> Result<bool, StoreError> {
+        self.call(move |c| {
+            let n = c.execute(
+                "UPDATE environments SET drift = ?2 WHERE id = ?1 AND drift IS NOT ?2",
+                params![env_id, drift],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    pub async fn drift(&self, env_id: i64) -> Result<Option<String>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT drift FROM environments WHERE id = ?1",
+                [env_id],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    /// Remembers an orphan (first sighting only) and returns what is known of it.
+    pub async fn see_orphan(
+        &self,
+        vmid: u32,
+        node: String,
+        tags: String,
+        now: i64,
+    ) -> Result<Orphan, StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO orphans (vmid, node, tags, first_seen) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(vmid) DO UPDATE SET node = ?2, tags = ?3,
+                    first_seen = CASE WHEN removed_at IS NOT NULL THEN ?4 ELSE first_seen END,
+                    reported = CASE WHEN removed_at IS NOT NULL THEN 0 ELSE reported END,
+                    removed_at = NULL",
+                params![vmid, node, tags, now],
+            )?;
+            Ok(c.query_row(
+                "SELECT vmid, node, first_seen, reported FROM orphans WHERE vmid = ?1",
+                [vmid],
+                |r| {
+                    Ok(Orphan {
+                        vmid: r.get(0)?,
+                        node: r.get(1)?,
+                        first_seen: r.get(2)?,
+                        reported: r.get(3)?,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
+    pub async fn orphan_reported(&self, vmid: u32) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute("UPDATE orphans SET reported = 1 WHERE vmid = ?1", [vmid])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn orphan_removed(&self, vmid: u32, now: i64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE orphans SET removed_at = ?2 WHERE vmid = ?1",
+                params![vmid, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets orphans that are no longer there (removed by someone, or adopted).
+    pub async fn forget_orphans_except(&self, present: Vec<u32>) -> Result<(), StoreError> {
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let known: Vec<u32> = tx
+                .prepare("SELECT vmid FROM orphans WHERE removed_at IS NULL")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for vmid in known.into_iter().filter(|v| !present.contains(v)) {
+                tx.execute("DELETE FROM orphans WHERE vmid = ?1", [vmid])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The environment (any state) that was created with this tag's id, if it is live.
+    pub async fn live_env_id(&self, env_id: i64) -> Result<Option<i64>, StoreError> {
+        self.call(move |c| {
+            Ok(c.query_row(
+                "SELECT id FROM environments WHERE id = ?1 AND state NOT IN ('destroyed', 'failed', 'denied')",
+                [env_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+}
