@@ -139,7 +139,7 @@ pub struct RawCaddyGit {
     #[serde(default)]
     pub auth: bool,
     /// Pushes to try when another writer got there first.
-    #[serde(default = "three")]
+    #[serde(default = "five")]
     pub push_attempts: u32,
     /// Timeout of one git command.
     #[serde(default = "default_git_timeout")]
@@ -212,8 +212,8 @@ fn default_type() -> String {
 fn yes() -> bool {
     true
 }
-fn three() -> u32 {
-    3
+fn five() -> u32 {
+    5
 }
 fn default_git_timeout() -> String {
     "60s".into()

@@ -262,7 +262,8 @@ impl GitOps {
         Ok(Some(abs))
     }
 
-    /// Applies `edit` to `rel` and pushes it, retrying on a rejected push.
+    /// Applies `edit` to the domain's service file and pushes it, redoing it
+    /// on the new tip when the push is rejected.
     async fn change(
         &self,
         domain: &Domain,
@@ -270,55 +271,13 @@ impl GitOps {
         message: &[String],
     ) -> Result<(), PublishError> {
         let rel = self.service_path(domain)?;
-        let rel_str = rel.to_string_lossy().into_owned();
         let _one = self.lock.lock().await;
         let _lock = self.prepare().await?;
         let mut last_rejection = String::new();
-        for _ in 0..self.cfg.push_attempts {
+        for attempt in 1..=self.cfg.push_attempts {
             self.sync().await?;
-            let Some(abs) = self.checked_path(&rel, matches!(edit, Edit::Write { .. }))? else {
+            if !self.stage(domain, &rel, &edit).await? {
                 return Ok(());
-            };
-            let owner = match fs::read_to_string(&abs) {
-                Ok(text) => Some(owner_of(&text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(PublishError::file("read", &abs, e)),
-            };
-            match &edit {
-                Edit::Write { env_id, text } => {
-                    if let Some(owner) = owner.filter(|o| *o != Some(*env_id)) {
-                        return Err(PublishError::Conflict {
-                            domain: domain.to_string(),
-                            owner: describe_owner(owner, &rel_str),
-                        });
-                    }
-                    super::files::write_atomic_blocking(
-                        abs.parent().expect("has a directory"),
-                        &abs.file_name().expect("has a name").to_string_lossy(),
-                        text.as_bytes(),
-                    )?;
-                    self.git(&["add", "--", &rel_str]).await?;
-                }
-                Edit::Remove { env_id } => match owner {
-                    None => return Ok(()),
-                    Some(o) if o != Some(*env_id) => {
-                        tracing::warn!(file = %rel_str, env_id, "not removing a service file that is not this environment's");
-                        return Ok(());
-                    }
-                    Some(_) => {
-                        self.git(&["rm", "--quiet", "--", &rel_str]).await?;
-                    }
-                },
-            }
-            let staged = self.git(&["diff", "--cached", "--name-only", "-z"]).await?;
-            let staged: Vec<&str> = staged.split('\0').filter(|s| !s.is_empty()).collect();
-            if staged.is_empty() {
-                return Ok(());
-            }
-            if staged != [rel_str.as_str()] {
-                return Err(PublishError::Refused(format!(
-                    "the commit would touch {staged:?}, not only {rel_str}; nothing was committed"
-                )));
             }
             let mut args = vec!["commit", "--quiet", "--no-verify"];
             for m in message {
@@ -328,8 +287,11 @@ impl GitOps {
             match self.push().await? {
                 Pushed::Done => return Ok(()),
                 Pushed::Rejected(why) => {
-                    tracing::info!(file = %rel_str, %why, "push rejected; redoing the change on the new tip");
+                    tracing::info!(file = %rel.display(), %why, "push rejected; redoing the change on the new tip");
                     last_rejection = why;
+                    // Jitter, so two writers that collided do not collide again in step.
+                    let pause = rand::random_range(20..150 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
             }
         }
@@ -341,6 +303,52 @@ impl GitOps {
                 self.cfg.branch
             ),
         })
+    }
+
+    /// Makes the edit in the freshly synced working copy and stages it.
+    /// `false` when there is nothing to commit: already done, or not ours.
+    async fn stage(&self, domain: &Domain, rel: &Path, edit: &Edit) -> Result<bool, PublishError> {
+        let rel_str = rel.to_string_lossy();
+        let Some(abs) = self.checked_path(rel, matches!(edit, Edit::Write { .. }))? else {
+            return Ok(false);
+        };
+        let owner = match fs::read_to_string(&abs) {
+            Ok(text) => Some(owner_of(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(PublishError::file("read", &abs, e)),
+        };
+        match (edit, owner) {
+            (Edit::Write { env_id, .. }, Some(o)) if o != Some(*env_id) => {
+                return Err(PublishError::Conflict {
+                    domain: domain.to_string(),
+                    owner: describe_owner(o, &rel_str),
+                });
+            }
+            (Edit::Write { text, .. }, _) => {
+                super::files::write_atomic_blocking(
+                    abs.parent().expect("has a directory"),
+                    &abs.file_name().expect("has a name").to_string_lossy(),
+                    text.as_bytes(),
+                )?;
+                self.git(&["add", "--", &rel_str]).await?;
+            }
+            (Edit::Remove { .. }, None) => return Ok(false),
+            (Edit::Remove { env_id }, Some(o)) if o != Some(*env_id) => {
+                tracing::warn!(file = %rel_str, env_id, "not removing a service file that is not this environment's");
+                return Ok(false);
+            }
+            (Edit::Remove { .. }, Some(_)) => {
+                self.git(&["rm", "--quiet", "--", &rel_str]).await?;
+            }
+        }
+        let staged = self.git(&["diff", "--cached", "--name-only", "-z"]).await?;
+        let staged: Vec<&str> = staged.split('\0').filter(|s| !s.is_empty()).collect();
+        if !staged.is_empty() && staged != [rel_str.as_ref()] {
+            return Err(PublishError::Refused(format!(
+                "the commit would touch {staged:?}, not only {rel_str}; nothing was committed"
+            )));
+        }
+        Ok(!staged.is_empty())
     }
 
     async fn push(&self) -> Result<Pushed, PublishError> {
