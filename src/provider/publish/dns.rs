@@ -13,7 +13,7 @@ use super::{Dns, PublishError};
 use crate::domain::domain_name::Domain;
 use async_trait::async_trait;
 use hickory_proto::op::{update_message, Message, ResponseCode};
-use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
+use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -102,11 +102,27 @@ impl DnsUpdate {
         let rcode = match verifier.verify(&answer) {
             Ok(resp) => resp.metadata.response_code,
             // An answer that fails verification is not to be trusted, except
-            // to explain why the server refused our signature.
+            // to explain why the server refused our signature: it names the
+            // TSIG problem (BADSIG, BADKEY, BADTIME) unsigned.
             Err(e) => {
-                let unsigned = Message::from_vec(&answer).ok();
-                let code = unsigned.map(|m| m.metadata.response_code);
-                return Err(self.refusal(name, code, &format!(" (unverified answer: {e})")));
+                let Ok(unsigned) = Message::from_vec(&answer) else {
+                    return Err(self.refusal(name, None, &format!(" ({e})")));
+                };
+                let tsig_error = unsigned
+                    .signature
+                    .as_ref()
+                    .and_then(|s| s.data.error.as_ref())
+                    .map(|e| format!(" (TSIG error {})", tsig_error_name(e)))
+                    .unwrap_or_default();
+                let code = unsigned.metadata.response_code;
+                if code == ResponseCode::NoError {
+                    return Err(self.refusal(
+                        name,
+                        None,
+                        " (the answer's signature does not verify)",
+                    ));
+                }
+                return Err(self.refusal(name, Some(code), &tsig_error));
             }
         };
         if rcode == ResponseCode::NoError {
@@ -164,6 +180,15 @@ impl DnsUpdate {
     fn delete_a_message(&self, name: &Name) -> Message {
         let record = Record::update0(name.clone(), 0, RecordType::A);
         update_message::delete_rrset(record, self.zone.clone(), false)
+    }
+}
+
+fn tsig_error_name(e: &TsigError) -> String {
+    match e {
+        TsigError::BadSig => "BADSIG: the secret differs".into(),
+        TsigError::BadKey => "BADKEY: the server has no key of that name and algorithm".into(),
+        TsigError::BadTime => "BADTIME: this machine's clock is off".into(),
+        other => format!("{other:?}"),
     }
 }
 
