@@ -22,7 +22,7 @@ struct Named {
 /// whose tsig-keygen file is `dir/key.conf`.
 async fn start_named(dir: &Path) -> Named {
     let named = program("named", "bind9");
-    let keygen = program("tsig-keygen", "bind9-utils (comes with bind9)");
+    let keygen = program("tsig-keygen", "bind9");
     let key = stdout(Command::new(keygen).args(["-a", "hmac-sha256", "slipway"]));
     std::fs::write(dir.join("key.conf"), &key).unwrap();
     std::fs::write(
