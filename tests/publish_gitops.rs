@@ -225,11 +225,13 @@ async fn a_stale_index_lock_left_by_a_crash_is_survived() {
     let shop = route(12, "shop", Ipv4Addr::new(10, 20, 0, 12), 8080);
     router.publish(&shop).await.unwrap();
     std::fs::write(dir.path().join("work/.git/index.lock"), "").unwrap();
+    std::fs::write(dir.path().join("work/.git/refs/heads/main.lock"), "").unwrap();
 
     router.unpublish(12, &shop.domain).await.unwrap();
 
     assert_eq!(remote.commits(), 3);
     assert!(!dir.path().join("work/.git/index.lock").exists());
+    assert!(!dir.path().join("work/.git/refs/heads/main.lock").exists());
 }
 
 #[tokio::test]

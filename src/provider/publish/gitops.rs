@@ -109,7 +109,7 @@ impl GitOps {
         )
     }
 
-    /// Runs git in `cwd` (the working copy unless given) and returns stdout.
+    /// Runs git in the working copy and returns its stdout.
     async fn git(&self, args: &[&str]) -> Result<String, PublishError> {
         let out = self.git_output(&self.cfg.clone_dir, args).await?;
         if out.status.success() {
@@ -124,7 +124,6 @@ impl GitOps {
         cwd: &Path,
         args: &[&str],
     ) -> Result<std::process::Output, PublishError> {
-        let name = format!("{} <{}>", self.cfg.author_name, self.cfg.author_email);
         let mut cmd = Command::new("git");
         cmd.arg("-c")
             .arg(format!("user.name={}", self.cfg.author_name))
@@ -143,7 +142,7 @@ impl GitOps {
         match tokio::time::timeout(self.cfg.timeout, run).await {
             Ok(Ok(out)) => Ok(out),
             Ok(Err(e)) => Err(PublishError::Config(format!(
-                "cannot run git (as {name}): {e}; install git"
+                "cannot run git: {e}; install it (apt-get install -y git)"
             ))),
             Err(_) => Err(PublishError::Timeout {
                 what: format!("`git {}`", args.join(" ")),
@@ -176,8 +175,17 @@ impl GitOps {
         if !git_dir.is_dir() {
             self.clone_repo().await?;
         }
-        for stale in ["index.lock", "HEAD.lock", "config.lock", "shallow.lock"] {
-            let path = git_dir.join(stale);
+        let b = &self.cfg.branch;
+        let stale = [
+            "index.lock".to_string(),
+            "HEAD.lock".to_string(),
+            "config.lock".to_string(),
+            "shallow.lock".to_string(),
+            format!("refs/heads/{b}.lock"),
+            format!("refs/remotes/origin/{b}.lock"),
+        ];
+        for name in stale {
+            let path = git_dir.join(name);
             if path.exists() {
                 tracing::warn!(path = %path.display(), "removing a lock left by an interrupted git run");
                 fs::remove_file(&path).map_err(|e| PublishError::file("remove", &path, e))?;
