@@ -1,11 +1,13 @@
 //! Providers: the outside systems a job's steps act on, each behind a small
 //! trait so the worker is written once and tested against the real thing.
 //! `Compute` is Proxmox VE ([`proxmox`]); `Runner` runs post-provision programs
-//! ([`command`]).
+//! ([`command`]). [`publish`] makes environments reachable: routers (Traefik,
+//! Caddy), DNS and monitoring.
 
 pub mod command;
 pub mod pin;
 pub mod proxmox;
+pub mod publish;
 
 use async_trait::async_trait;
 use std::time::Duration;
