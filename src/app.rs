@@ -45,6 +45,7 @@ pub struct App {
     pub schedule: Arc<Notify>,
     /// The chat sinks, once started.
     sinks: std::sync::OnceLock<Sinks>,
+    pub publishers: Arc<crate::provider::publish::Publishers>,
 }
 
 /// Loads the catalog for a configuration, with every problem listed.
@@ -155,7 +156,10 @@ impl App {
         let proxmox = Proxmox::new(&config.proxmox)
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .with_error_counter(metrics.proxmox_errors.clone());
+        let publishers = crate::provider::publish::config::build(&config.publish)
+            .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
         Ok(App {
+            publishers: Arc::new(publishers),
             config: Arc::new(config),
             catalog: Arc::new(catalog),
             store,
@@ -197,6 +201,7 @@ impl App {
             metrics: self.metrics.clone(),
             clock: self.clock.clone(),
             schedule: self.schedule.clone(),
+            publishers: self.publishers.clone(),
         });
         worker.spawn(&self.tracker, &self.cancel);
         let sinks: Sinks = Arc::new(

@@ -38,6 +38,8 @@ struct RawConfig {
     #[serde(default)]
     reconcile: RawReconcile,
     #[serde(default)]
+    publish: crate::provider::publish::config::RawPublish,
+    #[serde(default)]
     teams: Vec<RawTeam>,
     #[serde(default)]
     console: RawConsole,
@@ -350,6 +352,7 @@ pub struct Config {
     pub provision: ProvisionConfig,
     pub lifetimes: LifetimeConfig,
     pub reconcile: ReconcileConfig,
+    pub publish: crate::provider::publish::config::PublishConfig,
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
@@ -543,6 +546,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         ),
         remove_orphans: raw.reconcile.remove_orphans,
     };
+    let publish = crate::provider::publish::config::validate(raw.publish, base, f, problems);
     let teams = raw
         .teams
         .iter()
@@ -567,6 +571,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         provision,
         lifetimes,
         reconcile,
+        publish,
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,

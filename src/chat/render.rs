@@ -137,7 +137,7 @@ fn rough(secs: i64) -> String {
 
 pub fn env_line(e: &EnvRecord, now: i64) -> String {
     format!(
-        "{} — {} ({}), {} cores / {} MB / {} GB, {}{}, expires {}",
+        "{} — {} ({}), {} cores / {} MB / {} GB, {}{}{}, expires {}",
         e.name,
         e.state,
         e.profile,
@@ -150,6 +150,10 @@ pub fn env_line(e: &EnvRecord, now: i64) -> String {
         e.address
             .as_deref()
             .map(|a| format!(", {a}"))
+            .unwrap_or_default(),
+        e.domain
+            .as_deref()
+            .map(|d| format!(", https://{d}"))
             .unwrap_or_default(),
         relative(e.expires_at, now)
     )

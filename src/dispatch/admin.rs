@@ -116,7 +116,9 @@ impl Dispatcher {
         let profile = self.catalog.profile(&env.profile);
         let steps = crate::domain::lifecycle::plan(
             JobKind::Create,
-            &profile.map(super::env::create_options).unwrap_or_default(),
+            &profile
+                .map(|p| super::env::create_options(p, env.domain.is_some(), &self.config.publish))
+                .unwrap_or_default(),
         )
         .iter()
         .map(|s| s.name())

@@ -4,11 +4,13 @@
 use super::{Call, Dispatcher};
 use crate::catalog::profile::{IpMode, Profile};
 use crate::chat::{render, Reply};
+use crate::domain::domain_name::Domain;
 use crate::domain::lifecycle::{self, CreateOptions, EnvState, JobKind};
 use crate::domain::names::EnvName;
 use crate::domain::policy::{self, Decision};
 use crate::domain::quota::{self, Resources};
 use crate::domain::team::Team;
+use crate::provider::publish::config::PublishConfig;
 use crate::store::envs::{EnvRecord, NewEnv, Submitted};
 use crate::store::jobs::{Enqueued, NewJob};
 use crate::store::StoreError;
@@ -22,10 +24,20 @@ struct CreateRequest<'a> {
     team: &'a Team,
     resources: Resources,
     ttl: Duration,
+    domain: Option<Domain>,
 }
 
-pub(crate) fn create_options(profile: &Profile) -> CreateOptions {
+/// What a create job will do, from the profile, whether a domain was asked for,
+/// and which publishers are configured.
+pub(crate) fn create_options(
+    profile: &Profile,
+    domain: bool,
+    publish: &PublishConfig,
+) -> CreateOptions {
     CreateOptions {
+        route: domain && publish.router.is_some(),
+        dns: domain && publish.dns.is_some(),
+        monitor: profile.monitored && publish.monitor.is_some(),
         static_ip: profile.network.ip == IpMode::Pool,
         ha: profile.ha,
         post_provision: profile
@@ -37,8 +49,8 @@ pub(crate) fn create_options(profile: &Profile) -> CreateOptions {
     }
 }
 
-fn plan_names(kind: JobKind, profile: Option<&Profile>) -> Vec<String> {
-    let opts = profile.map(create_options).unwrap_or_default();
+pub(crate) fn plan_names(kind: JobKind, opts: Option<CreateOptions>) -> Vec<String> {
+    let opts = opts.unwrap_or_default();
     lifecycle::plan(kind, &opts)
         .iter()
         .map(|s| s.name())
@@ -102,12 +114,28 @@ impl Dispatcher {
                 profile.name, profile.network.bridge
             ));
         }
+        let domain = match inv.str("domain") {
+            None => None,
+            Some(raw) => {
+                if profile.expose_port.is_none() {
+                    return Err(format!(
+                        "domain: profile {} may not be exposed; pick a profile that can be (/profiles)",
+                        profile.name
+                    ));
+                }
+                if self.config.publish.router.is_none() {
+                    return Err("domain: publishing is not configured here; ask an admin to set up [publish]".into());
+                }
+                Some(Domain::parse(raw, &self.config.publish.zones).map_err(|e| e.0)?)
+            }
+        };
         Ok(CreateRequest {
             name,
             profile,
             team,
             resources,
             ttl,
+            domain,
         })
     }
 
@@ -128,7 +156,8 @@ impl Dispatcher {
             Err(msg) => return Ok(Reply::private(format!("⚠️ {msg}"))),
         };
         let node = self.pick_node().await?;
-        let steps = plan_names(JobKind::Create, Some(req.profile));
+        let opts = create_options(req.profile, req.domain.is_some(), &self.config.publish);
+        let steps = plan_names(JobKind::Create, Some(opts));
         if call.inv.flag("dry-run") {
             return self.dry_run(call, &req, &node, &steps).await;
         }
@@ -144,6 +173,7 @@ impl Dispatcher {
             request_key: call.inbound.event_id.clone(),
             ttl_secs: Some(req.ttl.as_secs() as i64),
             announce_to: call.inbound.reply_to.to_json(),
+            domain: req.domain.as_ref().map(|d| d.to_string()),
         };
         let job = NewJob {
             kind: JobKind::Create,
@@ -194,6 +224,10 @@ impl Dispatcher {
             Submitted::Denied { reason } => Reply::private(format!("⛔ {} was not created: {reason}", req.name)),
             Submitted::Duplicate { env_id } => Reply::private(format!(
                 "This request was already received (environment {env_id}); nothing new was created."
+            )),
+            Submitted::DomainTaken { name } => Reply::private(format!(
+                "⚠️ domain: {} is already published for environment {name}; pick another domain",
+                req.domain.as_ref().map(|d| d.to_string()).unwrap_or_default()
             )),
             Submitted::NameTaken { state } => Reply::private(format!(
                 "⚠️ name: an environment called {} already exists ({state}); pick another name or destroy it first",

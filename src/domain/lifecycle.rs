@@ -122,6 +122,12 @@ pub enum Step {
     ReleaseAllocations,
     Stop,
     Start,
+    PublishRoute,
+    RegisterDns,
+    AddMonitoring,
+    UnpublishRoute,
+    RemoveDns,
+    RemoveMonitoring,
 }
 
 impl Step {
@@ -143,6 +149,12 @@ impl Step {
             Step::ReleaseAllocations => "release allocations".into(),
             Step::Stop => "stop".into(),
             Step::Start => "start".into(),
+            Step::PublishRoute => "publish route".into(),
+            Step::RegisterDns => "register DNS".into(),
+            Step::AddMonitoring => "add monitoring".into(),
+            Step::UnpublishRoute => "remove route".into(),
+            Step::RemoveDns => "remove DNS record".into(),
+            Step::RemoveMonitoring => "remove monitoring".into(),
         }
     }
 
@@ -165,6 +177,12 @@ impl Step {
             Step::ReleaseAllocations,
             Step::Stop,
             Step::Start,
+            Step::PublishRoute,
+            Step::RegisterDns,
+            Step::AddMonitoring,
+            Step::UnpublishRoute,
+            Step::RemoveDns,
+            Step::RemoveMonitoring,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -178,6 +196,12 @@ pub struct CreateOptions {
     pub ha: bool,
     pub post_provision: Vec<String>,
     pub initial_snapshot: bool,
+    /// An HTTP route to a domain.
+    pub route: bool,
+    /// An A record for that domain.
+    pub dns: bool,
+    /// A Prometheus target.
+    pub monitor: bool,
 }
 
 /// The steps of a job, in order.
@@ -203,6 +227,15 @@ pub fn plan(kind: JobKind, create: &CreateOptions) -> Vec<Step> {
                     .cloned()
                     .map(Step::PostProvision),
             );
+            if create.route {
+                steps.push(Step::PublishRoute);
+            }
+            if create.dns {
+                steps.push(Step::RegisterDns);
+            }
+            if create.monitor {
+                steps.push(Step::AddMonitoring);
+            }
             if create.initial_snapshot {
                 steps.push(Step::InitialSnapshot);
             }
@@ -210,6 +243,9 @@ pub fn plan(kind: JobKind, create: &CreateOptions) -> Vec<Step> {
             steps
         }
         JobKind::Destroy => vec![
+            Step::RemoveMonitoring,
+            Step::RemoveDns,
+            Step::UnpublishRoute,
             Step::RemoveHa,
             Step::Shutdown,
             Step::DeleteSnapshots,
@@ -235,6 +271,9 @@ mod tests {
                 ha: true,
                 post_provision: vec!["install packages".into()],
                 initial_snapshot: true,
+                route: true,
+                dns: true,
+                monitor: true,
             },
         );
         for step in all

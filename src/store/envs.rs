@@ -29,6 +29,8 @@ pub struct EnvRecord {
     pub created_at: i64,
     pub ttl_secs: Option<i64>,
     pub announce_to: Option<String>,
+    /// The domain it is published under.
+    pub domain: Option<String>,
 }
 
 impl EnvRecord {
@@ -41,7 +43,7 @@ impl EnvRecord {
     }
 }
 
-const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs, announce_to";
+const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs, announce_to, domain";
 
 fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
     let state: String = r.get(13)?;
@@ -67,6 +69,7 @@ fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
         created_at: r.get(16)?,
         ttl_secs: r.get(17)?,
         announce_to: r.get(18)?,
+        domain: r.get(19)?,
     })
 }
 
@@ -84,6 +87,7 @@ pub struct NewEnv {
     pub ttl_secs: Option<i64>,
     /// JSON ReplyTo where lifecycle events of the environment are announced.
     pub announce_to: String,
+    pub domain: Option<String>,
 }
 
 /// What became of a create request.
@@ -109,6 +113,10 @@ pub enum Submitted {
     },
     NameTaken {
         state: EnvState,
+    },
+    /// A live environment is already published under this domain.
+    DomainTaken {
+        name: String,
     },
 }
 
@@ -141,12 +149,12 @@ fn insert_env(c: &Connection, e: &NewEnv, state: EnvState) -> Result<i64, StoreE
     let t = now();
     c.execute(
         "INSERT INTO environments (name, team, owner, owner_display, profile, node, cores, memory_mb, swap_mb, disk_gb,
-                                   state, request_key, ttl_secs, created_at, updated_at, announce_to)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+                                   state, request_key, ttl_secs, created_at, updated_at, announce_to, domain)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
         params![
             e.name, e.team, e.owner, e.owner_display, e.profile, e.node,
             e.resources.cores, e.resources.memory_mb, e.resources.swap_mb, e.resources.disk_gb,
-            state.as_str(), e.request_key, e.ttl_secs, t, e.announce_to
+            state.as_str(), e.request_key, e.ttl_secs, t, e.announce_to, e.domain
         ],
     )?;
     Ok(c.last_insert_rowid())
@@ -172,6 +180,18 @@ impl Store {
             }
             if let Some(live) = live_by_name(&tx, &env.name)? {
                 return Ok(Submitted::NameTaken { state: live.state });
+            }
+            if let Some(domain) = &env.domain {
+                let holder: Option<String> = tx
+                    .query_row(
+                        "SELECT name FROM environments WHERE domain = ?1 AND state NOT IN ('destroyed', 'failed', 'denied')",
+                        [domain],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(name) = holder {
+                    return Ok(Submitted::DomainTaken { name });
+                }
             }
             let check = quota::check(&quota, usage(&tx, &env.team)?, &env.resources);
             let outcome = match decide(&check) {

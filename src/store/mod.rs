@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_lifetimes.sql"),
     include_str!("../../migrations/0003_reconcile.sql"),
+    include_str!("../../migrations/0004_domains.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -5,6 +5,7 @@
 //! resumes from its journal.
 
 mod backoff;
+mod publish;
 mod rollback;
 pub(crate) mod steps;
 
@@ -53,6 +54,8 @@ pub struct Worker {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Wakes the scheduler when an environment's expiry was set.
     pub schedule: Arc<Notify>,
+    /// Routes, DNS and monitoring, as configured.
+    pub publishers: Arc<crate::provider::publish::Publishers>,
 }
 
 /// One job being worked on.
@@ -391,7 +394,11 @@ fn step_label(step: &Step) -> String {
 
 fn ready_summary(env: &EnvRecord) -> String {
     format!(
-        "ready — CT {} on {}{}",
+        "ready — {}CT {} on {}{}",
+        env.domain
+            .as_deref()
+            .map(|d| format!("https://{d} — "))
+            .unwrap_or_default(),
         env.vmid.map(|v| v.to_string()).unwrap_or_default(),
         env.node,
         env.address

@@ -125,6 +125,9 @@ impl Worker {
                     }
                 }
             }
+            Step::PublishRoute | Step::RegisterDns | Step::AddMonitoring => {
+                self.unpublish_step(run, step).await?;
+            }
             // Nothing outside the container to undo; it goes with the container.
             _ => {}
         }

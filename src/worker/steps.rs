@@ -90,6 +90,12 @@ impl Worker {
             Step::Shutdown | Step::Stop => self.shut_down(run, i).await,
             Step::DeleteSnapshots => self.delete_snapshots(run).await,
             Step::DeleteContainer => self.delete_container(run, i).await,
+            Step::PublishRoute
+            | Step::RegisterDns
+            | Step::AddMonitoring
+            | Step::UnpublishRoute
+            | Step::RemoveDns
+            | Step::RemoveMonitoring => self.publish_step(run, step).await,
             Step::ReleaseAllocations => {
                 self.store.release_ips(run.env.id).await?;
                 Ok(StepState::Done)
