@@ -10,7 +10,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 USER_NAME="${1:-bob}"
 PY="$(bash "$REPO/tests/setup.sh" | tail -n 1)"
 WORK="${SLIPWAY_TRY_DIR:-$REPO/target/try}"
-mkdir -p "$WORK"
+mkdir -p "$WORK/traefik" "$WORK/file_sd"
 # Tasks take a little real time so progress is visible.
 "$PY" "$REPO/tests/fakepve_driver.py" --dir "$WORK" --time-scale 0.2 --ignore-stdin > "$WORK/fakepve.json" &
 FAKEPVE=$!
@@ -34,6 +34,8 @@ sed -e "s|^url = .*|url = \"$FP_URL\"|" \
     -e "s|^address_wait = .*|address_wait = \"2s\"|" \
     -e "s|^enabled = true|enabled = false|" \
     -e "s|^listen = .*|listen = \"127.0.0.1:0\"|" \
+    -e "s|^dir = \"/etc/traefik/dynamic\"|dir = \"$WORK/traefik\"|" \
+    -e "s|^file_sd_dir = .*|file_sd_dir = \"$WORK/file_sd\"|" \
     "$REPO/examples/slipway.toml" > "$WORK/slipway.toml"
 echo "fakepve is at $FP_URL; configuration: $WORK/slipway.toml" >&2
 echo "Try: /help, /profiles, /env create profile:web-app name:shop, /env list, /quota" >&2

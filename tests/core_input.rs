@@ -152,7 +152,10 @@ async fn a_dry_run_shows_the_plan_and_sends_nothing() {
         .into_iter()
         .filter(|r| r["path"] != "/api2/json/cluster/resources")
         .collect();
-    assert!(requests.is_empty(), "a dry run talked to Proxmox: {requests:?}");
+    assert!(
+        requests.is_empty(),
+        "a dry run talked to Proxmox: {requests:?}"
+    );
     assert_eq!(s.count("SELECT COUNT(*) FROM environments").await, 0);
     s.stop().await;
 }

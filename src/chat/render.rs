@@ -5,7 +5,7 @@
 use crate::catalog::command::CommandSpec;
 use crate::catalog::profile::Profile;
 use crate::catalog::Catalog;
-use crate::domain::lifecycle::StepState;
+use crate::domain::lifecycle::{EnvState, StepState};
 use crate::domain::quota::{Quota, QuotaCheck, Usage};
 use crate::progress::{Outcome, Progress};
 use crate::provider::ContainerStatus;
@@ -135,6 +135,20 @@ fn rough(secs: i64) -> String {
     }
 }
 
+/// "expires in 3 days", "never expires", or the lifetime it will get once ready.
+fn expiry(e: &EnvRecord, now: i64) -> String {
+    match (e.expires_at, e.ttl_secs) {
+        (Some(at), _) => relative(Some(at), now),
+        (None, Some(ttl)) if !matches!(e.state, EnvState::Ready | EnvState::Stopped) => {
+            format!(
+                "{} after it is ready",
+                duration(Duration::from_secs(ttl.max(0) as u64))
+            )
+        }
+        (None, _) => "never".into(),
+    }
+}
+
 pub fn env_line(e: &EnvRecord, now: i64) -> String {
     format!(
         "{} — {} ({}), {} cores / {} MB / {} GB, {}{}{}, expires {}",
@@ -155,7 +169,7 @@ pub fn env_line(e: &EnvRecord, now: i64) -> String {
             .as_deref()
             .map(|d| format!(", https://{d}"))
             .unwrap_or_default(),
-        relative(e.expires_at, now)
+        expiry(e, now)
     )
 }
 
