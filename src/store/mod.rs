@@ -3,6 +3,7 @@
 //! `migrations/*.sql` embedded in the binary. Every state change is a
 //! conditional update (`... WHERE state = ?`), so a stale writer changes nothing.
 
+pub mod chat_refs;
 pub mod envs;
 pub mod jobs;
 
@@ -27,7 +28,10 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_chat_refs.sql"),
+];
 
 fn migrations() -> Migrations<'static> {
     Migrations::new(MIGRATIONS.iter().map(|sql| M::up(sql)).collect())

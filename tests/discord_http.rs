@@ -1,0 +1,180 @@
+//! The Discord adapter in http mode, with Discord played by stand-ins: signed
+//! interactions posted to the endpoint, every REST call checked against
+//! Discord's OpenAPI spec, fakepve behind.
+
+mod common;
+mod discord_support;
+
+use discord_support::*;
+use serde_json::{json, Value};
+use slipway::domain::lifecycle::{EnvState, JobState};
+
+fn content(m: &Value) -> String {
+    m["content"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_spec_check_refuses_what_discord_would() {
+    let spec = discord_support::spec::spec();
+    assert!(spec.operation("POST", "/channels/1/messages").is_ok());
+    assert!(spec.operation("POST", "/channels/1/nonsense").is_err());
+    assert!(spec.operation("PUT", "/channels/1/messages").is_err());
+    let t = "/channels/{channel_id}/messages/{message_id}";
+    assert!(spec
+        .check_body("PATCH", t, &json!({"content": "ok"}))
+        .is_ok());
+    assert!(spec.check_body("PATCH", t, &json!({"content": 5})).is_err());
+    assert!(spec
+        .check_body("PATCH", t, &json!({"content": "x".repeat(4001)}))
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_is_answered_with_pong_and_a_bad_signature_gets_401() {
+    let d = DiscordEnv::start(Setup::default()).await;
+
+    let pong = d.interact(&ping()).await;
+    assert_eq!(pong, json!({"type": 1}));
+
+    // Signed with another key: refused before anything is read.
+    let forged = ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]);
+    let create = command(
+        &bob(),
+        "env",
+        "create",
+        &[("profile", 3, json!("ci-app")), ("name", 3, json!("shop"))],
+    );
+    let (status, _, _) = d.post_signed(&create, &forged).await;
+    assert_eq!(status, 401);
+    // A body changed after signing is refused too.
+    let (status, _, _) = d.post_signed(&json!({"type": 1}), &forged).await;
+    assert_eq!(status, 401);
+
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(d.rest.requests().is_empty(), "{:?}", d.rest.requests());
+    assert_eq!(d.count("SELECT COUNT(*) FROM environments").await, 0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_within_quota_defers_then_edits_progress_in_a_new_thread() {
+    let d = DiscordEnv::start(Setup {
+        opts: common::Opts {
+            provision: false,
+            time_scale: 0.05,
+            ..common::Opts::default()
+        },
+        ..Setup::default()
+    })
+    .await;
+    d.env.pve.set("ct_secs", json!(4)).await;
+
+    let create = command(
+        &bob(),
+        "env",
+        "create",
+        &[("profile", 3, json!("ci-app")), ("name", 3, json!("shop"))],
+    );
+    let ack = d.interact(&create).await;
+    assert_eq!(ack["type"], 5, "a deferred response: {ack}");
+    assert_eq!(ack["data"]["flags"], 0, "a create is public: {ack}");
+
+    // The deferred response is replaced by the reply.
+    d.rest
+        .wait_for("the reply", 10, |r| {
+            !r.calls(
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            )
+            .is_empty()
+        })
+        .await;
+    let reply = &d.rest.calls(
+        "PATCH",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+    )[0];
+    assert!(
+        reply.path.contains(&format!("/webhooks/{APP}/token-")),
+        "{}",
+        reply.path
+    );
+    assert!(
+        content(&reply.body).starts_with("🚀 Creating shop"),
+        "{}",
+        reply.body
+    );
+
+    // A status thread was opened in the status channel, named after the environment.
+    let threads = d.rest.calls("POST", "/channels/{channel_id}/threads");
+    assert_eq!(threads.len(), 1);
+    assert_eq!(
+        threads[0].path,
+        format!("/channels/{STATUS_CHANNEL}/threads")
+    );
+    assert_eq!(threads[0].body["name"], "shop");
+
+    let job = d.store().list_jobs(None, 10).await.unwrap()[0].0.id;
+    let job = d.finished(job).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let env = d.store().env_by_name("shop".into()).await.unwrap().unwrap();
+    assert_eq!(env.state, EnvState::Ready);
+    assert!(
+        d.env.pve.guest(env.vmid.unwrap()).await.is_some(),
+        "the container exists in fakepve"
+    );
+
+    // The progress message lives in the thread: posted once, edited in place, final state last.
+    d.rest
+        .wait_for("the ready event", 10, |r| {
+            r.calls("POST", "/channels/{channel_id}/messages").len() >= 2
+        })
+        .await;
+    let posts = d.rest.calls("POST", "/channels/{channel_id}/messages");
+    let thread_id: u64 = posts[0].path.split('/').nth(2).unwrap().parse().unwrap();
+    assert_ne!(
+        thread_id, STATUS_CHANNEL,
+        "progress goes into the thread, not the channel"
+    );
+    assert!(
+        posts
+            .iter()
+            .all(|p| p.path == format!("/channels/{thread_id}/messages")),
+        "{posts:?}"
+    );
+    let msgs = d.rest.messages_in(thread_id);
+    let progress = &msgs[0];
+    let edits: Vec<_> = d
+        .rest
+        .calls("PATCH", "/channels/{channel_id}/messages/{message_id}")
+        .into_iter()
+        .filter(|r| r.path.ends_with(progress["id"].as_str().unwrap()))
+        .collect();
+    assert!(!edits.is_empty(), "the progress message was edited");
+    let first = content(&posts[0].body);
+    assert!(first.starts_with("⏳ create shop ["), "{first}");
+    assert!(first.contains("step 1/"), "{first}");
+    let last = content(progress);
+    assert!(last.starts_with("✅ create shop: ready"), "{last}");
+    assert!(
+        last.contains("✓ create container"),
+        "steps are listed as done: {last}"
+    );
+
+    // Then the lifecycle event, with Stop / Destroy buttons for this environment.
+    let event = &msgs[1];
+    assert!(content(event).starts_with("🟢 shop: ready"), "{event}");
+    let ids: Vec<&str> = event["components"][0]["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            format!("env:stop:{}", env.id),
+            format!("env:destroy:{}", env.id)
+        ]
+    );
+    d.stop().await;
+}
