@@ -178,3 +178,162 @@ async fn create_within_quota_defers_then_edits_progress_in_a_new_thread() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_commands_writes_the_catalog_as_valid_guild_commands() {
+    let d = DiscordEnv::start(Setup::default()).await;
+
+    let out = tokio::task::block_in_place(|| d.env.slipway(&["discord", "sync-commands"], ""));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains(&format!("commands written to guild {GUILD}")));
+
+    let puts = d.rest.calls(
+        "PUT",
+        "/applications/{application_id}/guilds/{guild_id}/commands",
+    );
+    assert_eq!(puts.len(), 1);
+    assert_eq!(
+        puts[0].path,
+        format!("/applications/{APP}/guilds/{GUILD}/commands")
+    );
+    let cmds = puts[0].body.as_array().unwrap();
+    let names: Vec<&str> = cmds.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for n in [
+        "approve", "deny", "env", "help", "job", "jobs", "profiles", "quota",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    let by = |n: &str| cmds.iter().find(|c| c["name"] == n).unwrap().clone();
+    let env = by("env");
+    let create = env["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "create")
+        .unwrap()
+        .clone();
+    assert_eq!(create["type"], 1, "a subcommand");
+    let opt = |n: &str| {
+        create["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(opt("profile")["autocomplete"], true);
+    assert_eq!(opt("profile")["required"], true);
+    assert_eq!(opt("cpu")["type"], 4);
+    assert_eq!(
+        (
+            opt("cpu")["min_value"].clone(),
+            opt("cpu")["max_value"].clone()
+        ),
+        (json!(1), json!(64))
+    );
+    assert_eq!(opt("name")["max_length"], 63);
+    assert_eq!(opt("dry-run")["type"], 5);
+    assert_eq!(
+        opt("team")["choices"],
+        json!([{"name": "web", "value": "web"}, {"name": "data", "value": "data"}])
+    );
+    let info = env["options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "info")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        info["options"][0]["autocomplete"], true,
+        "environments are autocompleted"
+    );
+    // Admin commands are hidden from everyone but server admins by default.
+    assert_eq!(by("approve")["default_member_permissions"], 0);
+    assert_eq!(by("deny")["default_member_permissions"], 0);
+    assert!(by("env").get("default_member_permissions").is_none());
+
+    // --guild overrides the configured guild.
+    let out = tokio::task::block_in_place(|| {
+        d.env
+            .slipway(&["discord", "sync-commands", "--guild", "99"], "")
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        d.rest.calls(
+            "PUT",
+            "/applications/{application_id}/guilds/{guild_id}/commands"
+        )[1]
+        .path,
+        format!("/applications/{APP}/guilds/99/commands")
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autocomplete_offers_profiles_and_only_the_callers_environments() {
+    let d = DiscordEnv::start(Setup::default()).await;
+
+    let answer = d
+        .interact(&autocomplete(&bob(), "env", "create", "profile", "ci"))
+        .await;
+    assert_eq!(answer["type"], 8);
+    let values: Vec<&str> = answer["data"]["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["value"].as_str().unwrap())
+        .collect();
+    assert!(
+        values.contains(&"ci-app") && values.contains(&"ci-broken-step"),
+        "{values:?}"
+    );
+    assert!(!values.contains(&"web-app"), "{values:?}");
+
+    // bob (team web) creates shop; carol (team data) creates lab.
+    for (user, name) in [(bob(), "shop"), (carol(), "lab")] {
+        d.interact(&command(
+            &user,
+            "env",
+            "create",
+            &[("profile", 3, json!("ci-app")), ("name", 3, json!(name))],
+        ))
+        .await;
+    }
+    d.rest
+        .wait_for("both replies", 10, |r| {
+            r.calls(
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            )
+            .len()
+                == 2
+        })
+        .await;
+
+    let answer = d
+        .interact(&autocomplete(&bob(), "env", "stop", "name", ""))
+        .await;
+    assert_eq!(
+        answer["data"]["choices"],
+        json!([{"name": "shop", "value": "shop"}])
+    );
+    let answer = d
+        .interact(&autocomplete(&carol(), "env", "info", "name", "la"))
+        .await;
+    assert_eq!(
+        answer["data"]["choices"],
+        json!([{"name": "lab", "value": "lab"}])
+    );
+    d.stop().await;
+}
