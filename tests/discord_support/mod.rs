@@ -164,6 +164,8 @@ pub struct Setup {
     pub extra: String,
     /// A gateway stand-in's URL for gateway mode.
     pub gateway: Option<String>,
+    /// A status channel, so each environment gets a thread.
+    pub threads: bool,
 }
 
 impl Default for Setup {
@@ -176,6 +178,7 @@ impl Default for Setup {
             mode: "http",
             extra: String::new(),
             gateway: None,
+            threads: true,
         }
     }
 }
@@ -214,11 +217,16 @@ public_key_file = "discord-key"
 listen = "127.0.0.1:0"
 guild_id = {GUILD}
 admin_channel = {ADMIN_CHANNEL}
-status_channel = {STATUS_CHANNEL}
+{status}
 api_proxy = "{proxy}"
 {extra}
 "#,
         mode = setup.mode,
+        status = if setup.threads {
+            format!("status_channel = {STATUS_CHANNEL}")
+        } else {
+            String::new()
+        },
         proxy = rest.url,
         extra = setup.extra,
     );

@@ -41,6 +41,11 @@ struct Inner {
     messages: HashMap<u64, Value>,
     limits: Limits,
     gateway_url: String,
+    /// Discord's per-channel message budget, if enforced: at most `.0` message
+    /// creates and edits per channel within any `.1`.
+    channel_window: Option<(usize, Duration)>,
+    /// channel id → times of its message creates and edits.
+    channel_hits: HashMap<String, Vec<Instant>>,
 }
 
 #[derive(Clone)]
@@ -79,6 +84,12 @@ impl Rest {
             times,
             retry_after,
         ));
+    }
+
+    /// Enforces a per-channel budget the way Discord does: a 429 (with the
+    /// time until the budget frees) for the call that would exceed it.
+    pub fn channel_budget(&self, limit: usize, window: Duration) {
+        self.inner.lock().unwrap().channel_window = Some((limit, window));
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -178,14 +189,15 @@ async fn answer(State(rest): State<Rest>, method: Method, uri: Uri, body: Bytes)
     let limited = {
         let mut inner = rest.inner.lock().unwrap();
         inner.violations.extend(problems.iter().cloned());
-        inner
+        let scripted = inner
             .limits
             .iter_mut()
             .find(|(lm, lt, n, _)| *lm == m && *lt == template && *n > 0)
             .map(|l| {
                 l.2 -= 1;
                 l.3
-            })
+            });
+        scripted.or_else(|| channel_budget(&mut inner, &template, &path))
     };
     let (status, reply) = if !problems.is_empty() {
         (
@@ -217,6 +229,22 @@ async fn answer(State(rest): State<Rest>, method: Method, uri: Uri, body: Bytes)
             .insert("x-ratelimit-scope", "user".parse().unwrap());
     }
     resp
+}
+
+/// The seconds to wait if this message call would exceed its channel's budget.
+fn channel_budget(inner: &mut Inner, template: &str, path: &str) -> Option<f64> {
+    let (limit, window) = inner.channel_window?;
+    if !template.starts_with("/channels/{channel_id}/messages") {
+        return None;
+    }
+    let now = Instant::now();
+    let hits = inner.channel_hits.entry(segment(path, 2)).or_default();
+    hits.retain(|t| now.duration_since(*t) < window);
+    if hits.len() >= limit {
+        return Some((window - now.duration_since(hits[0])).as_secs_f64());
+    }
+    hits.push(now);
+    None
 }
 
 fn segment(path: &str, n: usize) -> String {
