@@ -337,3 +337,113 @@ async fn autocomplete_offers_profiles_and_only_the_callers_environments() {
     );
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_private_answers_are_ephemeral_and_leave_no_thread() {
+    let d = DiscordEnv::start(Setup::default()).await;
+
+    // A create is deferred publicly; its error is moved to an ephemeral follow-up.
+    let bad = command(
+        &bob(),
+        "env",
+        "create",
+        &[
+            ("profile", 3, json!("ci-app")),
+            ("name", 3, json!("Bad_Name")),
+        ],
+    );
+    assert_eq!(d.interact(&bad).await["data"]["flags"], 0);
+    let token = bad["token"].as_str().unwrap().to_string();
+    d.rest
+        .wait_for("the ephemeral error", 10, |r| {
+            r.calls("POST", "/webhooks/{webhook_id}/{webhook_token}")
+                .iter()
+                .any(|c| c.path.ends_with(&token))
+        })
+        .await;
+    let deleted = d.rest.calls(
+        "DELETE",
+        "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+    );
+    assert_eq!(deleted.len(), 1, "the public placeholder is removed");
+    let error = d
+        .rest
+        .calls("POST", "/webhooks/{webhook_id}/{webhook_token}")
+        .remove(0);
+    assert_eq!(error.body["flags"], 64);
+    assert!(content(&error.body).starts_with("⚠️"), "{}", error.body);
+    // The thread opened for the request is deleted again.
+    d.rest
+        .wait_for("the thread deleted", 10, |r| {
+            !r.calls("DELETE", "/channels/{channel_id}").is_empty()
+        })
+        .await;
+    let created = d.rest.calls("POST", "/channels/{channel_id}/threads");
+    assert_eq!(created.len(), 1);
+    assert_eq!(d.count("SELECT COUNT(*) FROM environments").await, 0);
+
+    // A private command is deferred ephemerally and answered in place.
+    let quota = command(&bob(), "quota", "", &[]);
+    assert_eq!(
+        d.interact(&quota).await,
+        json!({"type": 5, "data": {"flags": 64}})
+    );
+    let token = quota["token"].as_str().unwrap().to_string();
+    d.rest
+        .wait_for("the quota", 10, |r| {
+            r.calls(
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            )
+            .iter()
+            .any(|c| c.path.contains(&token))
+        })
+        .await;
+    let answer = d
+        .rest
+        .calls(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        )
+        .remove(0);
+    assert!(
+        content(&answer.body).contains("cores 0/64"),
+        "{}",
+        answer.body
+    );
+
+    // Someone in no team is told so, privately.
+    let stranger = User {
+        id: "1999",
+        name: "eve",
+        roles: vec!["555"],
+    };
+    let list = command(&stranger, "env", "list", &[]);
+    d.interact(&list).await;
+    let token = list["token"].as_str().unwrap().to_string();
+    d.rest
+        .wait_for("the refusal", 10, |r| {
+            r.calls(
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            )
+            .iter()
+            .any(|c| c.path.contains(&token))
+        })
+        .await;
+    let refusal = d
+        .rest
+        .calls(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+        )
+        .into_iter()
+        .find(|c| c.path.contains(&token))
+        .unwrap();
+    assert!(
+        content(&refusal.body).starts_with("⛔ eve is not in any team"),
+        "{}",
+        refusal.body
+    );
+    d.stop().await;
+}

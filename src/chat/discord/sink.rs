@@ -243,8 +243,21 @@ async fn drain(rest: Arc<Rest>, queues: Arc<Mutex<HashMap<u64, Queue>>>, channel
             }
         };
         let (id, body) = next;
-        if let Err(e) = rest.edit_message(channel, id, &body).await {
-            tracing::warn!(channel, message = id, error = %e, "could not edit a Discord message");
+        match rest.edit_message(channel, id, &body).await {
+            Ok(()) => {}
+            // Still limited after every retry: keep the state unless a newer
+            // one arrived meanwhile, so the final state is not lost.
+            Err(ChatError::RateLimited(_)) => {
+                let mut all = queues.lock().unwrap_or_else(|p| p.into_inner());
+                all.entry(channel)
+                    .or_default()
+                    .bodies
+                    .entry(id)
+                    .or_insert(body);
+            }
+            Err(e) => {
+                tracing::warn!(channel, message = id, error = %e, "could not edit a Discord message")
+            }
         }
     }
 }
