@@ -78,11 +78,11 @@ async fn a_429_on_edits_is_waited_out_and_the_final_state_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_jobs_in_one_channel_cause_no_429() {
     // Discord's budget here: 20 message calls per channel in any second.
-    // Slipway paces at 8/s with a burst of 8, so no second sees more than 16.
+    // Slipway paces at 6/s with a burst of 6, so no second sees more than 12.
     // (Unpaced, this run draws dozens of 429s and loses final states.)
     let d = DiscordEnv::start(Setup {
         threads: false,
-        extra: "channel_rate_per_sec = 8\nchannel_burst = 8".into(),
+        extra: "channel_rate_per_sec = 6\nchannel_burst = 6".into(),
         ..Setup::default()
     })
     .await;

@@ -125,7 +125,7 @@ impl Discord {
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         Ok(Some(Arc::new(Discord {
-            sink: Arc::new(DiscordSink::new(rest.clone())),
+            sink: Arc::new(DiscordSink::new(rest.clone(), app.tracker.clone())),
             rest,
             config: cfg,
             dispatcher: app.dispatcher(),

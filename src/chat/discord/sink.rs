@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::task::TaskTracker;
 
 /// How often one call is tried again after a 429 before giving up.
 const RATE_LIMIT_RETRIES: usize = 5;
@@ -189,13 +190,16 @@ struct Queue {
 pub struct DiscordSink {
     rest: Arc<Rest>,
     queues: Arc<Mutex<HashMap<u64, Queue>>>,
+    /// The app's tracker: a shutdown waits for queued edits (the final states).
+    tracker: TaskTracker,
 }
 
 impl DiscordSink {
-    pub fn new(rest: Arc<Rest>) -> DiscordSink {
+    pub fn new(rest: Arc<Rest>, tracker: TaskTracker) -> DiscordSink {
         DiscordSink {
             rest,
             queues: Arc::default(),
+            tracker,
         }
     }
 
@@ -210,7 +214,7 @@ impl DiscordSink {
         };
         if start {
             let (rest, queues) = (self.rest.clone(), self.queues.clone());
-            tokio::spawn(drain(rest, queues, channel));
+            self.tracker.spawn(drain(rest, queues, channel));
         }
     }
 
