@@ -138,16 +138,9 @@ fn is_hex_key(s: &str) -> bool {
     s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// Validates the raw section; every problem is pushed, none is fatal here.
-pub fn validate(
-    raw: RawDiscord,
-    base: &Path,
-    file: &str,
-    problems: &mut Vec<Problem>,
-) -> DiscordConfig {
-    let f = file;
-    let wants_http = raw.mode.as_deref() == Some("http");
-    let mode = match raw.mode.as_deref().unwrap_or("gateway") {
+/// The way in; a broken http setting is reported and gateway assumed.
+fn mode(raw: &RawDiscord, f: &str, problems: &mut Vec<Problem>) -> Mode {
+    match raw.mode.as_deref().unwrap_or("gateway") {
         "gateway" => Mode::Gateway,
         "http" => match raw.listen.as_deref().map(str::parse::<SocketAddr>) {
             Some(Ok(listen)) => Mode::Http { listen },
@@ -176,32 +169,49 @@ pub fn validate(
             ));
             Mode::Gateway
         }
-    };
+    }
+}
+
+/// The application's public key (http mode): 64 hex digits.
+fn public_key(
+    raw: &RawDiscord,
+    base: &Path,
+    f: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretString> {
+    use secrecy::ExposeSecret;
+    let key = secret(
+        "public_key",
+        &raw.public_key_env,
+        &raw.public_key_file,
+        base,
+        f,
+        problems,
+    )?;
+    if !is_hex_key(key.expose_secret()) {
+        problems.push(Problem::new(
+            f,
+            "discord.public_key: expected the 64 hex digits shown as PUBLIC KEY in the Developer Portal".into(),
+        ));
+    }
+    Some(key)
+}
+
+/// Validates the raw section; every problem is pushed, none is fatal here.
+pub fn validate(
+    raw: RawDiscord,
+    base: &Path,
+    file: &str,
+    problems: &mut Vec<Problem>,
+) -> DiscordConfig {
+    let f = file;
+    let wants_http = raw.mode.as_deref() == Some("http");
+    let mode = mode(&raw, f, problems);
     let token = secret("token", &raw.token_env, &raw.token_file, base, f, problems)
         .unwrap_or_else(|| SecretString::from(String::new()));
-    let public_key = match wants_http {
-        true => {
-            let key = secret(
-                "public_key",
-                &raw.public_key_env,
-                &raw.public_key_file,
-                base,
-                f,
-                problems,
-            );
-            if let Some(k) = &key {
-                use secrecy::ExposeSecret;
-                if !is_hex_key(k.expose_secret()) {
-                    problems.push(Problem::new(
-                        f,
-                        "discord.public_key: expected the 64 hex digits shown as PUBLIC KEY in the Developer Portal".into(),
-                    ));
-                }
-            }
-            key
-        }
-        false => None,
-    };
+    let public_key = wants_http
+        .then(|| public_key(&raw, base, f, problems))
+        .flatten();
     if let Some(p) = raw
         .api_proxy
         .as_deref()

@@ -378,38 +378,39 @@ impl Discord {
     /// reply to a public deferral is sent as an ephemeral follow-up instead:
     /// a response's visibility is fixed when it is deferred.
     async fn answer_deferred(&self, token: &str, deferred_private: bool, reply: &Reply) {
-        let app = ApplicationId::new(self.rest.application_id.max(1));
-        let result = if reply.private && !deferred_private {
-            let _ = self
+        let original = Route::WebhookOriginalInteractionResponse {
+            application_id: ApplicationId::new(self.rest.application_id.max(1)),
+            token,
+        };
+        if reply.private && !deferred_private {
+            let deleted = self
                 .rest
                 .call(
                     "delete deferred response",
                     LightMethod::Delete,
-                    Route::WebhookOriginalInteractionResponse {
-                        application_id: app,
-                        token,
-                    },
+                    original,
                     None,
                     None,
                 )
                 .await;
+            if let Err(e) = deleted {
+                tracing::warn!(error = %e, "could not remove a deferred Discord response");
+            }
             self.follow_up(token, reply).await;
             return;
-        } else {
-            self.rest
-                .call(
-                    "edit interaction response",
-                    LightMethod::Patch,
-                    Route::WebhookOriginalInteractionResponse {
-                        application_id: app,
-                        token,
-                    },
-                    Some(&sink::content(&reply.text)),
-                    None,
-                )
-                .await
-        };
-        if let Err(e) = result {
+        }
+        let body = sink::content(&reply.text);
+        let edited = self
+            .rest
+            .call(
+                "edit interaction response",
+                LightMethod::Patch,
+                original,
+                Some(&body),
+                None,
+            )
+            .await;
+        if let Err(e) = edited {
             tracing::warn!(error = %e, "could not answer a Discord command");
         }
     }
