@@ -141,6 +141,11 @@ async fn create_within_quota_defers_then_edits_progress_in_a_new_thread() {
             .all(|p| p.path == format!("/channels/{thread_id}/messages")),
         "{posts:?}"
     );
+    d.rest
+        .wait_for("the final state", 10, |r| {
+            content(&r.messages_in(thread_id)[0]).starts_with("✅ create shop: ready")
+        })
+        .await;
     let msgs = d.rest.messages_in(thread_id);
     let progress = &msgs[0];
     let edits: Vec<_> = d

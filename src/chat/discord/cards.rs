@@ -395,7 +395,11 @@ pub(super) async fn watch_lifecycle(d: Arc<Discord>, mut rx: Receiver<Progress>)
         if !buttons.is_empty() {
             body["components"] = json!([row(buttons)]);
         }
-        // The progress message goes first: let its final edit through.
+        // The progress message reads best with its final state before the
+        // event: the notifier queues that edit as it sees the same outcome,
+        // so give it a moment, then let the queue drain. (Cosmetic ordering:
+        // under load the event may still come first.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
         d.sink.flushed().await;
         post(&d, thread, &body).await;
         let torn_down = p.kind == JobKind::Destroy && matches!(outcome, Outcome::Succeeded(_))
