@@ -43,6 +43,9 @@ struct RawConfig {
     teams: Vec<RawTeam>,
     #[serde(default)]
     console: RawConsole,
+    /// The Discord adapter; absent: Slipway does not speak on Discord.
+    #[serde(default)]
+    discord: Option<crate::chat::discord::config::RawDiscord>,
 }
 
 fn default_db() -> String {
@@ -356,6 +359,7 @@ pub struct Config {
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
+    pub discord: Option<crate::chat::discord::config::DiscordConfig>,
 }
 
 impl Config {
@@ -559,6 +563,9 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         ));
     }
     check_overlaps(&teams, f, problems);
+    let discord = raw
+        .discord
+        .map(|d| crate::chat::discord::config::validate(d, base, f, problems));
     Config {
         file: path.to_path_buf(),
         database: resolve(base, &raw.database),
@@ -575,6 +582,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,
+        discord,
     }
 }
 

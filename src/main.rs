@@ -45,6 +45,23 @@ enum Command {
         #[arg(long, short, default_value = "slipway.toml")]
         config: PathBuf,
     },
+    /// Discord tasks.
+    Discord {
+        #[command(subcommand)]
+        command: DiscordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DiscordCommand {
+    /// Write the slash commands generated from commands/*.toml to Discord.
+    SyncCommands {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+        /// The guild to write them to (default: discord.guild_id; none: global).
+        #[arg(long)]
+        guild: Option<u64>,
+    },
 }
 
 fn init_tracing(default: &str) {
@@ -84,6 +101,9 @@ fn main() -> ExitCode {
             Command::Migrate { config } => migrate(&config),
             Command::Console { config, user } => console_cmd(&config, user.as_deref()).await,
             Command::Run { config } => run(&config).await,
+            Command::Discord {
+                command: DiscordCommand::SyncCommands { config, guild },
+            } => sync_commands(&config, guild).await,
         }
     })
 }
@@ -178,7 +198,22 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    app.start(Vec::new());
+    let discord = match slipway::chat::discord::Discord::new(&app) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("slipway: {e:#}");
+            app.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::from(1);
+        }
+    };
+    app.start(discord.iter().map(|d| d.sink()).collect());
+    if let Some(discord) = &discord {
+        if let Err(e) = discord.start(&app).await {
+            eprintln!("slipway: {e:#}");
+            app.shutdown(Duration::from_secs(5)).await;
+            return ExitCode::from(1);
+        }
+    }
     match app.serve_http().await {
         Ok(Some(addr)) => tracing::info!(%addr, "serving /healthz and /metrics"),
         Ok(None) => {}
@@ -193,6 +228,38 @@ async fn run(path: &Path) -> ExitCode {
     tracing::info!("shutting down: finishing running steps");
     app.shutdown(Duration::from_secs(60)).await;
     ExitCode::SUCCESS
+}
+
+async fn sync_commands(path: &Path, guild: Option<u64>) -> ExitCode {
+    init_tracing("warn");
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let catalog = match app::load_catalog(&config) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("slipway: {} problem(s) found:", problems.len());
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    match slipway::chat::discord::sync_commands(&config, &catalog, guild).await {
+        Ok(n) => {
+            let target = guild
+                .or(config.discord.as_ref().and_then(|d| d.guild_id))
+                .map(|g| format!("guild {g}"))
+                .unwrap_or_else(|| "all guilds (global commands)".into());
+            println!("{n} commands written to {target}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slipway: cannot write the Discord commands: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 async fn wait_for_signal() {

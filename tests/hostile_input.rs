@@ -11,7 +11,12 @@ use std::path::Path;
 
 fn catalog() -> Catalog {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    Catalog::load(&repo.join("commands"), &repo.join("profiles"), &["web".into()]).expect("the shipped catalog loads")
+    Catalog::load(
+        &repo.join("commands"),
+        &repo.join("profiles"),
+        &["web".into()],
+    )
+    .expect("the shipped catalog loads")
 }
 
 /// Pieces attackers and typos are made of.
