@@ -9,6 +9,8 @@ use slipway::domain::domain_name::Domain;
 use slipway::domain::names::EnvName;
 use std::path::Path;
 
+static CATALOG: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+
 fn catalog() -> Catalog {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     Catalog::load(
@@ -64,8 +66,17 @@ fn safe_label(s: &str) -> bool {
     re.is_match(s)
 }
 
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: n,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// 4,000 names, 2,000 × 4 domains and 1,500 × 9 command lines: over 25,000 hostile inputs.
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4000, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(cases(4000))]
 
     #[test]
     fn env_names_are_safe_when_accepted(raw in hostile()) {
@@ -73,6 +84,11 @@ proptest! {
             prop_assert!(safe_label(name.as_str()), "accepted {:?}", raw);
         }
     }
+
+}
+
+proptest! {
+    #![proptest_config(cases(2000))]
 
     #[test]
     fn domains_are_safe_when_accepted(a in hostile(), b in hostile()) {
@@ -89,9 +105,14 @@ proptest! {
         }
     }
 
+}
+
+proptest! {
+    #![proptest_config(cases(1500))]
+
     #[test]
     fn the_parser_never_panics_and_keeps_values_clean(value in hostile(), other in hostile()) {
-        let catalog = catalog();
+        let catalog = CATALOG.get_or_init(catalog);
         let lines = [
             format!("/env create profile:web-app name:{value}"),
             format!("/env create profile:web-app \"name:{value}\" ttl:{other}"),
