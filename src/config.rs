@@ -117,6 +117,12 @@ struct RawWorker {
     per_node: usize,
     #[serde(default = "default_lease")]
     lease: String,
+    /// How long a rollback that could not reach Proxmox waits before it tries again.
+    #[serde(default = "default_rollback_retry")]
+    rollback_retry: String,
+    /// How often it tries before it gives up and asks for a person.
+    #[serde(default = "default_rollback_attempts")]
+    rollback_attempts: u32,
 }
 
 impl Default for RawWorker {
@@ -125,6 +131,8 @@ impl Default for RawWorker {
             concurrency: four(),
             per_node: two(),
             lease: default_lease(),
+            rollback_retry: default_rollback_retry(),
+            rollback_attempts: default_rollback_attempts(),
         }
     }
 }
@@ -137,6 +145,12 @@ fn two() -> usize {
 }
 fn default_lease() -> String {
     "30s".into()
+}
+fn default_rollback_retry() -> String {
+    "30s".into()
+}
+fn default_rollback_attempts() -> u32 {
+    10
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -313,6 +327,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub per_node: usize,
     pub lease: Duration,
+    pub rollback_retry: Duration,
+    pub rollback_attempts: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -503,6 +519,8 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         concurrency: raw.worker.concurrency.max(1),
         per_node: raw.worker.per_node.max(1),
         lease: duration(&raw.worker.lease, "worker.lease", f, problems),
+        rollback_retry: duration(&raw.worker.rollback_retry, "worker.rollback_retry", f, problems),
+        rollback_attempts: raw.worker.rollback_attempts.max(1),
     };
     let policy = PolicyConfig {
         allow_self_approval: raw.policy.allow_self_approval,

@@ -8,8 +8,6 @@ use crate::domain::lifecycle::{EnvState, JobState, Step, StepState};
 use crate::progress::Outcome;
 use crate::store::StoreError;
 
-/// Seconds before a rollback that could not finish is tried again.
-const RETRY_SECS: i64 = 30;
 
 impl Worker {
     pub(super) async fn roll_back(&self, run: &mut JobRun) -> Result<(), StoreError> {
@@ -25,6 +23,8 @@ impl Worker {
                 "rolling back what was created, in reverse order".into(),
             )
             .await?;
+        let mut left_behind: Vec<String> = Vec::new();
+        let retry = self.config.worker.rollback_retry.as_secs().max(1) as i64;
         for i in (0..run.steps.len()).rev() {
             if !matches!(
                 run.steps[i].state,
@@ -44,23 +44,39 @@ impl Worker {
                         .await?;
                 }
                 Err(e) => {
-                    self.store
-                        .log(
-                            run.job.id,
-                            "error",
-                            format!(
-                                "could not undo {} ({e}); trying again in {RETRY_SECS}s",
-                                step.name()
-                            ),
-                        )
-                        .await?;
-                    tracing::error!(job = run.job.id, step = %step.name(), error = %e, "rollback step failed; will retry");
-                    self.store.defer(run.job.id, RETRY_SECS).await?;
-                    return Ok(());
+                    let tries = run.steps[i].data["undo_attempts"].as_u64().unwrap_or(0) + 1;
+                    run.steps[i].data["undo_attempts"] = tries.into();
+                    if tries < u64::from(self.config.worker.rollback_attempts) {
+                        self.store
+                            .log(
+                                run.job.id,
+                                "error",
+                                format!("could not undo {} ({e}); trying again in {retry}s", step.name()),
+                            )
+                            .await?;
+                        tracing::error!(job = run.job.id, step = %step.name(), error = %e, "rollback step failed; will retry");
+                        self.checkpoint(run, i).await?;
+                        self.store.defer(run.job.id, retry).await?;
+                        return Ok(());
+                    }
+                    // Not forever: a person has to look. Reconcile reports what is left.
+                    let what = format!("{} could not be undone after {tries} tries ({e})", step.name());
+                    self.store.log(run.job.id, "error", what.clone()).await?;
+                    tracing::error!(job = run.job.id, step = %step.name(), error = %e, "giving up on a rollback step");
+                    self.mark(run, i, StepState::Failed, Some(what.clone())).await?;
+                    left_behind.push(what);
                 }
             }
         }
         self.store.release_ips(run.env.id).await?;
+        let reason = if left_behind.is_empty() {
+            reason
+        } else {
+            format!(
+                "{reason}. Cleanup needs a person: {}; the reconcile loop reports what is left and removes it once it can",
+                left_behind.join("; ")
+            )
+        };
         self.store
             .set_env_state(
                 run.env.id,
@@ -73,7 +89,11 @@ impl Worker {
             .set_job_state(run.job.id, JobState::RollingBack, JobState::Failed, None)
             .await?;
         tracing::info!(job = run.job.id, env = %run.env.name, "rolled back");
-        let text = format!("{reason}. Everything it created was removed and its quota released.");
+        let text = if left_behind.is_empty() {
+            format!("{reason}. Everything it created was removed and its quota released.")
+        } else {
+            format!("{reason}. Its quota was released.")
+        };
         let _ = self.bus.send(run.view(false, Some(Outcome::Failed(text))));
         Ok(())
     }

@@ -134,6 +134,15 @@ impl FakePve {
         self.post("/guest", json!({"vmid": vmid, "set": set})).await;
     }
 
+    pub async fn storage_set(&self, storage: &str, set: Value) {
+        self.post("/storage", json!({"storage": storage, "set": set})).await;
+    }
+
+    /// Seeds another API token.
+    pub async fn token(&self, id: &str, secret: &str) {
+        self.post("/token", json!({"id": id, "secret": secret})).await;
+    }
+
     pub async fn guests(&self) -> Vec<Value> {
         self.get("/guests")
             .await
@@ -261,6 +270,8 @@ retry_base = "100ms"
 concurrency = 4
 per_node = 4
 lease = "6s"
+rollback_retry = "1s"
+rollback_attempts = 3
 
 [policy]
 rate_per_minute = 60
@@ -534,6 +545,46 @@ impl Running {
             .iter()
             .filter(|(_, t)| t.contains(needle))
             .count()
+    }
+
+    /// The invariants that hold whatever fault happened: no container created
+    /// twice for one environment, no orphan after one reconcile pass (run with
+    /// `reconcile.orphan_grace = "0s"`), the quota of team web held, exactly one
+    /// outcome message per finished job, and a sound database.
+    pub async fn assert_invariants(&self, pve: &FakePve, env_limit: u64) {
+        use std::collections::HashMap;
+        let per_env = |guests: &[Value]| {
+            let mut m: HashMap<String, usize> = HashMap::new();
+            for g in guests {
+                for tag in g["config"]["tags"].as_str().unwrap_or("").split(';') {
+                    if tag.starts_with("slipway-env-") {
+                        *m.entry(tag.to_string()).or_default() += 1;
+                    }
+                }
+            }
+            m
+        };
+        let before = per_env(&pve.guests().await);
+        assert!(before.values().all(|n| *n == 1), "a container was created twice: {before:?}");
+        self.app.as_ref().unwrap().reconciler().pass().await.expect("a reconcile pass");
+        let store = &self.dispatcher.store;
+        for (tag, _) in per_env(&pve.guests().await) {
+            let id: i64 = tag.trim_start_matches("slipway-env-").parse().unwrap();
+            let env = store.env(id).await.unwrap().expect("the tagged environment exists");
+            assert!(!env.state.is_ended(), "orphan after a reconcile pass: {tag} of a {} environment", env.state);
+        }
+        let usage = store.usage("web".into()).await.unwrap();
+        assert!(usage.environments <= env_limit, "quota exceeded: {usage:?}");
+        let jobs = store.list_jobs(None, 10_000).await.unwrap();
+        let messages = self.sink.all();
+        for (job, name) in jobs.iter().filter(|(j, _)| j.state.is_finished()) {
+            let ok = format!("✅ {} {name}:", job.kind);
+            let bad = format!("❌ {} {name} failed", job.kind);
+            let n = messages.iter().filter(|(_, t)| t.starts_with(&ok) || t.starts_with(&bad)).count();
+            let same_kind = jobs.iter().filter(|(j, n2)| n2 == name && j.kind == job.kind && j.state.is_finished()).count();
+            assert_eq!(n, same_kind, "outcome messages for {} {name}: {n}", job.kind);
+        }
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
 
     pub async fn stop(mut self) {
