@@ -72,6 +72,8 @@ struct RawProxmox {
     nodes: Vec<String>,
     storages: Vec<String>,
     bridges: Vec<String>,
+    /// A resource pool new containers join; grant Slipway's role on it (see the README).
+    pool: Option<String>,
     #[serde(default = "default_timeout")]
     timeout: String,
     #[serde(default = "default_task_timeout")]
@@ -314,6 +316,7 @@ pub struct ProxmoxConfig {
     pub nodes: Vec<String>,
     pub storages: Vec<String>,
     pub bridges: Vec<String>,
+    pub pool: Option<String>,
     pub timeout: Duration,
     pub task_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -497,6 +500,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         nodes: px.nodes.clone(),
         storages: px.storages.clone(),
         bridges: px.bridges.clone(),
+        pool: px.pool.clone(),
         timeout: duration(&px.timeout, "proxmox.timeout", f, problems),
         task_timeout: duration(&px.task_timeout, "proxmox.task_timeout", f, problems),
         shutdown_timeout: duration(
@@ -519,7 +523,12 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         concurrency: raw.worker.concurrency.max(1),
         per_node: raw.worker.per_node.max(1),
         lease: duration(&raw.worker.lease, "worker.lease", f, problems),
-        rollback_retry: duration(&raw.worker.rollback_retry, "worker.rollback_retry", f, problems),
+        rollback_retry: duration(
+            &raw.worker.rollback_retry,
+            "worker.rollback_retry",
+            f,
+            problems,
+        ),
         rollback_attempts: raw.worker.rollback_attempts.max(1),
     };
     let policy = PolicyConfig {

@@ -188,16 +188,14 @@ impl Reconciler {
             return Ok(false);
         }
         let timeout = self.config.proxmox.task_timeout;
-        if self
-            .compute
-            .status(&g.node, g.vmid)
-            .await?
-            .is_some_and(|s| s.status == "running")
-        {
+        let status = self.compute.status(&g.node, g.vmid).await?;
+        if status.as_ref().is_some_and(|s| s.ha_managed) {
+            self.compute.ha_remove(g.vmid).await?;
+        }
+        if status.is_some_and(|s| s.status == "running") {
             let t = self.compute.stop(&g.node, g.vmid).await?;
             self.compute.wait(&t, timeout).await?;
         }
-        self.compute.ha_remove(g.vmid).await?;
         let t = self.compute.destroy(&g.node, g.vmid).await?;
         self.compute.wait(&t, timeout).await?;
         tracing::info!(vmid = g.vmid, "orphan removed");

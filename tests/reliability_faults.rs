@@ -21,23 +21,44 @@ fn opts() -> Opts {
 }
 
 async fn create(s: &Running, name: &str) -> (i64, JobState) {
-    let reply = s.say("bob", &format!("/env create profile:generic-service name:{name}")).await;
+    let reply = s
+        .say(
+            "bob",
+            &format!("/env create profile:generic-service name:{name}"),
+        )
+        .await;
     let id = job_of(&reply);
     (id, s.finished(id).await.state)
 }
 
 async fn lxc(t: &TestEnv) -> usize {
-    t.pve.guests().await.into_iter().filter(|g| g["type"] == "lxc").count()
+    t.pve
+        .guests()
+        .await
+        .into_iter()
+        .filter(|g| g["type"] == "lxc")
+        .count()
 }
 
 async fn posts_ending(t: &TestEnv, suffix: &str) -> usize {
-    t.pve.writes().await.into_iter().filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with(suffix)).count()
+    t.pve
+        .writes()
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with(suffix))
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_task_error_rolls_back() {
     let t = TestEnv::new(opts());
-    t.pve.fail("POST", "/nodes/pve1/lxc", json!({"error": "found_lock_trying_remove_lock"})).await;
+    t.pve
+        .fail(
+            "POST",
+            "/nodes/pve1/lxc",
+            json!({"error": "found_lock_trying_remove_lock"}),
+        )
+        .await;
     let s = t.start();
     assert_eq!(create(&s, "a").await.1, JobState::Failed);
     assert_eq!(lxc(&t).await, 0);
@@ -48,12 +69,22 @@ async fn create_task_error_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_config_lock_is_retried_a_bounded_number_of_times_then_rolled_back() {
     let t = TestEnv::new(opts());
-    t.pve.fail("POST", "/status/start", json!({"error": "config_lock_timeout"})).await;
+    t.pve
+        .fail(
+            "POST",
+            "/status/start",
+            json!({"error": "config_lock_timeout"}),
+        )
+        .await;
     let s = t.start();
     assert_eq!(create(&s, "locked").await.1, JobState::Failed);
     let reason = s.env("locked").await.reason.unwrap();
     assert!(reason.contains("got timeout"), "{reason}");
-    assert_eq!(posts_ending(&t, "/status/start").await, 4, "1 try + write_retries = 3");
+    assert_eq!(
+        posts_ending(&t, "/status/start").await,
+        4,
+        "1 try + write_retries = 3"
+    );
     assert_eq!(lxc(&t).await, 0);
     s.assert_invariants(&t.pve, 200).await;
     s.stop().await;
@@ -65,11 +96,16 @@ async fn a_stale_create_lock_is_reported_not_retried_forever() {
     let s = t.start();
     assert_eq!(create(&s, "stale").await.1, JobState::Succeeded);
     let vmid = s.env("stale").await.vmid.unwrap();
-    t.pve.call("snapshot_lock", json!([vmid]), json!({"lock": "create"})).await;
+    t.pve
+        .call("snapshot_lock", json!([vmid]), json!({"lock": "create"}))
+        .await;
     let reply = s.say("bob", "/env stop stale").await;
     let job = s.finished(job_of(&reply)).await;
     assert_eq!(job.state, JobState::Failed);
-    assert!(job.error.as_deref().unwrap().contains("locked (create)"), "{job:?}");
+    assert!(
+        job.error.as_deref().unwrap().contains("locked (create)"),
+        "{job:?}"
+    );
     let tries = posts_ending(&t, "/status/shutdown").await + posts_ending(&t, "/status/stop").await;
     assert!(tries <= 2, "{tries} tries on a stale lock");
     s.wait_for_message("❌ stop stale failed").await;
@@ -82,11 +118,16 @@ async fn lost_quorum_is_waited_out_when_it_comes_back() {
     t.edit_config("write_retries = 3", "write_retries = 7");
     t.pve.call("lose_quorum", json!([]), json!({})).await;
     let s = t.start();
-    let reply = s.say("bob", "/env create profile:generic-service name:quorum").await;
+    let reply = s
+        .say("bob", "/env create profile:generic-service name:quorum")
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     t.pve.call("regain_quorum", json!([]), json!({})).await;
     assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
-    assert!(posts_ending(&t, "/nodes/pve1/lxc").await >= 2, "the create was not retried");
+    assert!(
+        posts_ending(&t, "/nodes/pve1/lxc").await >= 2,
+        "the create was not retried"
+    );
     assert_eq!(lxc(&t).await, 1);
     s.assert_invariants(&t.pve, 200).await;
     s.stop().await;
@@ -98,7 +139,12 @@ async fn quorum_that_never_returns_rolls_back() {
     t.pve.call("lose_quorum", json!([]), json!({})).await;
     let s = t.start();
     assert_eq!(create(&s, "noquorum").await.1, JobState::Failed);
-    assert!(s.env("noquorum").await.reason.unwrap().contains("no quorum"));
+    assert!(s
+        .env("noquorum")
+        .await
+        .reason
+        .unwrap()
+        .contains("no quorum"));
     t.pve.call("regain_quorum", json!([]), json!({})).await;
     s.assert_invariants(&t.pve, 200).await;
     s.stop().await;
@@ -107,9 +153,13 @@ async fn quorum_that_never_returns_rolls_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_node_fails_the_job_and_leaves_nothing() {
     let t = TestEnv::new(opts());
-    t.pve.call("set_node_offline", json!(["pve1"]), json!({})).await;
+    t.pve
+        .call("set_node_offline", json!(["pve1"]), json!({}))
+        .await;
     let s = t.start();
-    let reply = s.say("bob", "/env create profile:generic-service name:offline").await;
+    let reply = s
+        .say("bob", "/env create profile:generic-service name:offline")
+        .await;
     let id = job_of(&reply);
     // The create fails after its retries; the rollback cannot reach the node either.
     let started = std::time::Instant::now();
@@ -121,10 +171,19 @@ async fn an_offline_node_fails_the_job_and_leaves_nothing() {
         assert!(started.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    t.pve.call("set_node_offline", json!(["pve1"]), json!({"offline": false})).await;
+    t.pve
+        .call(
+            "set_node_offline",
+            json!(["pve1"]),
+            json!({"offline": false}),
+        )
+        .await;
     assert_eq!(s.finished(id).await.state, JobState::Failed);
     let reason = s.env("offline").await.reason.unwrap();
-    assert!(reason.contains("595") || reason.contains("No route to host"), "{reason}");
+    assert!(
+        reason.contains("595") || reason.contains("No route to host"),
+        "{reason}"
+    );
     assert_eq!(lxc(&t).await, 0);
     s.assert_invariants(&t.pve, 200).await;
     s.stop().await;
@@ -151,11 +210,20 @@ async fn full_storage_and_a_missing_template_fail_with_pves_words() {
     let s = t.start();
     assert_eq!(create(&s, "nostorage").await.1, JobState::Failed);
     let reason = s.env("nostorage").await.reason.unwrap();
-    assert!(reason.contains("storage 'local-lvm' is not online"), "{reason}");
+    assert!(
+        reason.contains("storage 'local-lvm' is not online"),
+        "{reason}"
+    );
     t.pve.storage_set("local-lvm", json!({"active": 1})).await;
 
     // Once any template is registered, an unknown one fails inside the create task.
-    t.pve.call("store_file", json!(["local", "other-template.tar.zst", 1]), json!({"content": "vztmpl"})).await;
+    t.pve
+        .call(
+            "store_file",
+            json!(["local", "other-template.tar.zst", 1]),
+            json!({"content": "vztmpl"}),
+        )
+        .await;
     assert_eq!(create(&s, "notemplate").await.1, JobState::Failed);
     let reason = s.env("notemplate").await.reason.unwrap();
     assert!(reason.contains("does not exist"), "{reason}");
@@ -168,7 +236,13 @@ async fn full_storage_and_a_missing_template_fail_with_pves_words() {
 async fn a_flaky_network_over_a_hundred_runs_keeps_every_invariant() {
     let t = TestEnv::new(opts());
     t.edit_config("timeout = \"10s\"", "timeout = \"2s\"");
-    t.pve.call("flaky_network", json!([]), json!({"drop_rate": 0.05, "hang_rate": 0.01, "hang_secs": 3, "seed": 7})).await;
+    t.pve
+        .call(
+            "flaky_network",
+            json!([]),
+            json!({"drop_rate": 0.05, "hang_rate": 0.01, "hang_secs": 3, "seed": 7}),
+        )
+        .await;
     let s = std::sync::Arc::new(t.start());
     let mut outcomes = Vec::new();
     for batch in 0..5 {
@@ -176,7 +250,12 @@ async fn a_flaky_network_over_a_hundred_runs_keeps_every_invariant() {
         for i in 0..20 {
             let s = s.clone();
             handles.push(tokio::spawn(async move {
-                let reply = s.say("bob", &format!("/env create profile:generic-service name:f{batch}x{i}")).await;
+                let reply = s
+                    .say(
+                        "bob",
+                        &format!("/env create profile:generic-service name:f{batch}x{i}"),
+                    )
+                    .await;
                 reply.job
             }));
         }
@@ -191,10 +270,18 @@ async fn a_flaky_network_over_a_hundred_runs_keeps_every_invariant() {
             ready += 1;
         }
     }
-    t.pve.call("flaky_network", json!([]), json!({"drop_rate": 0.0, "hang_rate": 0.0})).await;
+    t.pve
+        .call(
+            "flaky_network",
+            json!([]),
+            json!({"drop_rate": 0.0, "hang_rate": 0.0}),
+        )
+        .await;
     eprintln!("flaky network: {ready} of 100 ready, the rest rolled back");
     assert!(ready > 50, "only {ready} of 100 got through a 5% drop rate");
-    let live = s.count("SELECT COUNT(*) FROM environments WHERE state = 'ready'").await;
+    let live = s
+        .count("SELECT COUNT(*) FROM environments WHERE state = 'ready'")
+        .await;
     assert_eq!(live, ready);
     for env in s.dispatcher.store.list_envs(None).await.unwrap() {
         assert_eq!(env.state, EnvState::Ready, "{env:?}");
@@ -210,7 +297,10 @@ async fn long_wait(s: &Running, job: i64) -> JobState {
         if j.state.is_finished() {
             return j.state;
         }
-        assert!(started.elapsed() < Duration::from_secs(240), "job {job} is stuck: {j:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "job {job} is stuck: {j:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -30,6 +30,7 @@ fn spec(vmid: u32, tags: &[&str]) -> ContainerSpec {
         net0: "name=eth0,bridge=vmbr0,ip=dhcp".into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
         description: "made by hand".into(),
+        pool: None,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct ContainerSpec {
     pub net0: String,
     pub tags: Vec<String>,
     pub description: String,
+    /// The resource pool the container joins.
+    pub pool: Option<String>,
 }
 
 /// A container's stored configuration, as far as Slipway needs it.
@@ -56,6 +58,8 @@ pub struct ContainerStatus {
     pub mem: u64,
     pub maxmem: u64,
     pub uptime: u64,
+    /// Managed by Proxmox HA (then removing it needs `Sys.Console`).
+    pub ha_managed: bool,
 }
 
 /// A guest as `/cluster/resources` lists it.

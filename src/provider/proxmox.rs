@@ -343,6 +343,9 @@ impl Compute for Proxmox {
             ("tags", s.tags.join(";")),
             ("description", s.description.clone()),
         ];
+        if let Some(pool) = &s.pool {
+            form.push(("pool", pool.clone()));
+        }
         if !s.features.is_empty() {
             form.push(("features", s.features.join(",")));
         }
@@ -449,6 +452,11 @@ impl Compute for Proxmox {
                 mem: s.get("mem").and_then(Value::as_u64).unwrap_or(0),
                 maxmem: s.get("maxmem").and_then(Value::as_u64).unwrap_or(0),
                 uptime: s.get("uptime").and_then(Value::as_u64).unwrap_or(0),
+                ha_managed: s
+                    .get("ha")
+                    .and_then(|h| h.get("managed"))
+                    .and_then(Value::as_u64)
+                    .is_some_and(|m| m == 1),
             })),
             Err(e) if e.is_not_found() || is_missing_config(&e) => Ok(None),
             Err(e) => Err(e),

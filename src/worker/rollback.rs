@@ -8,7 +8,6 @@ use crate::domain::lifecycle::{EnvState, JobState, Step, StepState};
 use crate::progress::Outcome;
 use crate::store::StoreError;
 
-
 impl Worker {
     pub(super) async fn roll_back(&self, run: &mut JobRun) -> Result<(), StoreError> {
         let reason = run
@@ -51,7 +50,10 @@ impl Worker {
                             .log(
                                 run.job.id,
                                 "error",
-                                format!("could not undo {} ({e}); trying again in {retry}s", step.name()),
+                                format!(
+                                    "could not undo {} ({e}); trying again in {retry}s",
+                                    step.name()
+                                ),
                             )
                             .await?;
                         tracing::error!(job = run.job.id, step = %step.name(), error = %e, "rollback step failed; will retry");
@@ -60,10 +62,14 @@ impl Worker {
                         return Ok(());
                     }
                     // Not forever: a person has to look. Reconcile reports what is left.
-                    let what = format!("{} could not be undone after {tries} tries ({e})", step.name());
+                    let what = format!(
+                        "{} could not be undone after {tries} tries ({e})",
+                        step.name()
+                    );
                     self.store.log(run.job.id, "error", what.clone()).await?;
                     tracing::error!(job = run.job.id, step = %step.name(), error = %e, "giving up on a rollback step");
-                    self.mark(run, i, StepState::Failed, Some(what.clone())).await?;
+                    self.mark(run, i, StepState::Failed, Some(what.clone()))
+                        .await?;
                     left_behind.push(what);
                 }
             }

@@ -5,7 +5,7 @@
 use super::{JobRun, StepError, Worker};
 use crate::domain::lifecycle::{Step, StepState};
 use crate::provider::command::{self, StepValues};
-use crate::provider::{ContainerSpec, TaskRef};
+use crate::provider::{ContainerSpec, ProviderError, TaskRef};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -82,10 +82,18 @@ impl Worker {
                 Ok(StepState::Done)
             }
             Step::RemoveHa => {
-                if let Some(vmid) = run.env.vmid {
-                    self.compute.ha_remove(vmid).await?;
+                // Only an HA-managed container has a resource to remove (and the
+                // removal needs Sys.Console, which the least-privilege role lacks).
+                let Some(vmid) = run.env.vmid else {
+                    return Ok(StepState::Skipped);
+                };
+                match self.compute.status(&run.env.node, vmid).await? {
+                    Some(s) if s.ha_managed => {
+                        self.compute.ha_remove(vmid).await?;
+                        Ok(StepState::Done)
+                    }
+                    _ => Ok(StepState::Skipped),
                 }
-                Ok(StepState::Done)
             }
             Step::Shutdown | Step::Stop => self.shut_down(run, i).await,
             Step::DeleteSnapshots => self.delete_snapshots(run).await,
@@ -214,6 +222,7 @@ impl Worker {
             onboot: p.onboot,
             net0,
             tags: vec![OWNER_TAG.into(), env_tag(run.env.id), team_tag(&run.env.team)],
+            pool: self.config.proxmox.pool.clone(),
             description: format!(
                 "Managed by Slipway: environment {} (id {}), team {}, profile {}. Do not edit by hand.",
                 run.env.name, run.env.id, run.env.team, run.env.profile
@@ -236,7 +245,14 @@ impl Worker {
                 self.compute.wait(&task, timeout).await?;
                 return Ok(StepState::Done);
             }
-            match self.compute.config(&run.env.node, vmid).await? {
+            // A token limited to Slipway's pool may not see an id outside it (403):
+            // then it is not ours, and create itself says if it is taken.
+            let existing = match self.compute.config(&run.env.node, vmid).await {
+                Ok(c) => c,
+                Err(ProviderError::Api { status: 403, .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match existing {
                 Some(cfg) if cfg.tags.contains(&env_tag(run.env.id)) => {
                     // Created before a crash, before its task id was saved.
                     self.wait_unlocked(run, vmid, timeout).await?;

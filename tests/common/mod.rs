@@ -135,12 +135,14 @@ impl FakePve {
     }
 
     pub async fn storage_set(&self, storage: &str, set: Value) {
-        self.post("/storage", json!({"storage": storage, "set": set})).await;
+        self.post("/storage", json!({"storage": storage, "set": set}))
+            .await;
     }
 
     /// Seeds another API token.
     pub async fn token(&self, id: &str, secret: &str) {
-        self.post("/token", json!({"id": id, "secret": secret})).await;
+        self.post("/token", json!({"id": id, "secret": secret}))
+            .await;
     }
 
     pub async fn guests(&self) -> Vec<Value> {
@@ -565,13 +567,30 @@ impl Running {
             m
         };
         let before = per_env(&pve.guests().await);
-        assert!(before.values().all(|n| *n == 1), "a container was created twice: {before:?}");
-        self.app.as_ref().unwrap().reconciler().pass().await.expect("a reconcile pass");
+        assert!(
+            before.values().all(|n| *n == 1),
+            "a container was created twice: {before:?}"
+        );
+        self.app
+            .as_ref()
+            .unwrap()
+            .reconciler()
+            .pass()
+            .await
+            .expect("a reconcile pass");
         let store = &self.dispatcher.store;
         for (tag, _) in per_env(&pve.guests().await) {
             let id: i64 = tag.trim_start_matches("slipway-env-").parse().unwrap();
-            let env = store.env(id).await.unwrap().expect("the tagged environment exists");
-            assert!(!env.state.is_ended(), "orphan after a reconcile pass: {tag} of a {} environment", env.state);
+            let env = store
+                .env(id)
+                .await
+                .unwrap()
+                .expect("the tagged environment exists");
+            assert!(
+                !env.state.is_ended(),
+                "orphan after a reconcile pass: {tag} of a {} environment",
+                env.state
+            );
         }
         let usage = store.usage("web".into()).await.unwrap();
         assert!(usage.environments <= env_limit, "quota exceeded: {usage:?}");
@@ -580,9 +599,19 @@ impl Running {
         for (job, name) in jobs.iter().filter(|(j, _)| j.state.is_finished()) {
             let ok = format!("✅ {} {name}:", job.kind);
             let bad = format!("❌ {} {name} failed", job.kind);
-            let n = messages.iter().filter(|(_, t)| t.starts_with(&ok) || t.starts_with(&bad)).count();
-            let same_kind = jobs.iter().filter(|(j, n2)| n2 == name && j.kind == job.kind && j.state.is_finished()).count();
-            assert_eq!(n, same_kind, "outcome messages for {} {name}: {n}", job.kind);
+            let n = messages
+                .iter()
+                .filter(|(_, t)| t.starts_with(&ok) || t.starts_with(&bad))
+                .count();
+            let same_kind = jobs
+                .iter()
+                .filter(|(j, n2)| n2 == name && j.kind == job.kind && j.state.is_finished())
+                .count();
+            assert_eq!(
+                n, same_kind,
+                "outcome messages for {} {name}: {n}",
+                job.kind
+            );
         }
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
