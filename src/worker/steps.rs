@@ -233,6 +233,8 @@ impl Worker {
     async fn create_container(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
         let timeout = self.config.proxmox.task_timeout;
         let mut skip: Vec<u32> = Vec::new();
+        // Ids Proxmox said were taken, though this token could not see them.
+        let mut taken: Vec<u32> = Vec::new();
         let mut backoff = self.backoff();
         for _ in 0..20 + self.config.proxmox.write_retries {
             let vmid = match run.env.vmid {
@@ -255,8 +257,23 @@ impl Worker {
             match existing {
                 Some(cfg) if cfg.tags.contains(&env_tag(run.env.id)) => {
                     // Created before a crash, before its task id was saved.
+                    if self.wait_unlocked(run, vmid, timeout).await? {
+                        return Ok(StepState::Done);
+                    }
+                    return Err(StepError(format!(
+                        "CT {vmid} disappeared while it was being created"
+                    )));
+                }
+                Some(cfg) if cfg.lock.as_deref() == Some("create") => {
+                    // Being created right now: its config shows no tags until the
+                    // task ends. It may be our own request from before a restart.
                     self.wait_unlocked(run, vmid, timeout).await?;
-                    return Ok(StepState::Done);
+                    continue;
+                }
+                None if taken.contains(&vmid) => {
+                    skip.push(vmid);
+                    self.clear_vmid(run).await?;
+                    continue;
                 }
                 Some(_) => {
                     self.store
@@ -281,12 +298,12 @@ impl Worker {
                     return Ok(StepState::Done);
                 }
                 Err(e) if e.is_already_exists() => {
-                    // /cluster/nextid reserves nothing: someone else took it meanwhile.
+                    // /cluster/nextid reserves nothing: someone took it meanwhile — or
+                    // our own earlier request did. The next round looks whose it is.
                     self.store
-                        .log(run.job.id, "warn", format!("{e}; trying the next id"))
+                        .log(run.job.id, "warn", format!("{e}; looking whose it is"))
                         .await?;
-                    skip.push(vmid);
-                    self.clear_vmid(run).await?;
+                    taken.push(vmid);
                 }
                 // The loop looks again whether the container exists before it creates it again.
                 Err(e) if backoff.retry(&e).await => {
@@ -308,29 +325,31 @@ impl Worker {
         Ok(())
     }
 
+    /// Waits until the container's config lock is released: true if it is
+    /// there then, false if it vanished (its create failed). A lock that
+    /// outlives the task timeout is stale: reported, not waited on for ever.
     async fn wait_unlocked(
         &self,
         run: &JobRun,
         vmid: u32,
         timeout: Duration,
-    ) -> Result<(), StepError> {
+    ) -> Result<bool, StepError> {
         let started = std::time::Instant::now();
         loop {
             match self.compute.config(&run.env.node, vmid).await? {
-                Some(cfg) if cfg.lock.is_some() => {}
-                Some(_) => return Ok(()),
-                None => {
-                    return Err(StepError(format!(
-                        "CT {vmid} disappeared while it was being created"
-                    )))
+                Some(cfg) if cfg.lock.is_some() => {
+                    if started.elapsed() > timeout {
+                        return Err(StepError(format!(
+                            "CT {vmid} stayed locked ({}) for {}; the lock looks stale: check the task log in Proxmox and `pct unlock {vmid}`",
+                            cfg.lock.unwrap_or_default(),
+                            crate::chat::render::duration(timeout)
+                        )));
+                    }
                 }
+                Some(_) => return Ok(true),
+                None => return Ok(false),
             }
-            if started.elapsed() > timeout {
-                return Err(StepError(format!(
-                    "CT {vmid} stayed locked for {timeout:?}"
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
 
@@ -591,6 +610,13 @@ impl Worker {
                 "CT {vmid} does not carry this environment's tag {}; Slipway will not delete a container it does not own",
                 env_tag(run.env.id)
             ))),
+            Some(cfg) if cfg.lock.as_deref() == Some("destroyed") => {
+                // A delete was sent before a restart and is still running.
+                match self.wait_unlocked(run, vmid, timeout).await? {
+                    false => Ok(StepState::Done),
+                    true => Err(StepError(format!("CT {vmid} is still there after its delete ended; look at the task log in Proxmox"))),
+                }
+            }
             Some(_) => {
                 let mut backoff = self.backoff();
                 let task = loop {

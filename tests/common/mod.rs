@@ -353,16 +353,19 @@ default_user = "bob"
             app: Some(app),
             dispatcher,
             sink,
+            secrets: vec![self.pve.token_secret.clone()],
         }
     }
 
     /// Runs the real binary: `slipway ARGS --config CONFIG` with `stdin`.
+    /// Debug logging is on, and neither output may hold a secret.
     pub fn slipway(&self, args: &[&str], stdin: &str) -> std::process::Output {
         use std::io::Write;
         let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
             .args(args)
             .arg("--config")
             .arg(&self.config_path)
+            .env("SLIPWAY_LOG", "debug")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -374,7 +377,19 @@ default_user = "bob"
             .unwrap()
             .write_all(stdin.as_bytes())
             .unwrap();
-        child.wait_with_output().unwrap()
+        let out = child.wait_with_output().unwrap();
+        let secrets = [self.pve.token_secret.clone()];
+        assert_no_secret(
+            &secrets,
+            &String::from_utf8_lossy(&out.stdout),
+            "slipway's output",
+        );
+        assert_no_secret(
+            &secrets,
+            &String::from_utf8_lossy(&out.stderr),
+            "slipway's log",
+        );
+        out
     }
 }
 
@@ -427,6 +442,15 @@ pub struct Running {
     pub app: Option<App>,
     pub dispatcher: Dispatcher,
     pub sink: Arc<Recorder>,
+    /// Credentials that must never show up in a message, log or stored row.
+    pub secrets: Vec<String>,
+}
+
+/// Fails if any secret appears in `text`.
+pub fn assert_no_secret(secrets: &[String], text: &str, place: &str) {
+    for s in secrets {
+        assert!(!text.contains(s.as_str()), "a secret leaked into {place}");
+    }
 }
 
 impl Running {
@@ -616,7 +640,43 @@ impl Running {
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
 
+    /// Scans every chat message and every stored value for the secrets.
+    pub async fn assert_no_secrets_anywhere(&self) {
+        for (_, text) in self.sink.all() {
+            assert_no_secret(&self.secrets, &text, "a chat message");
+        }
+        let rows: Vec<String> = self
+            .dispatcher
+            .store
+            .call(|c| {
+                let tables: Vec<String> = c
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut out = Vec::new();
+                for t in tables {
+                    let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\""))?;
+                    let n = stmt.column_count();
+                    let mut rows = stmt.query([])?;
+                    while let Some(row) = rows.next()? {
+                        for i in 0..n {
+                            if let Ok(Some(v)) = row.get::<_, Option<String>>(i) {
+                                out.push(format!("{t}: {v}"));
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap();
+        for r in rows {
+            assert_no_secret(&self.secrets, &r, "the database");
+        }
+    }
+
     pub async fn stop(mut self) {
+        self.assert_no_secrets_anywhere().await;
         if let Some(app) = self.app.take() {
             app.shutdown(Duration::from_secs(10)).await;
         }
