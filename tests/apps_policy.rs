@@ -133,3 +133,86 @@ async fn host_paths_privileged_mode_and_the_host_network_are_refused() {
     assert_eq!(s.finished(job_of(&ok)).await.state, JobState::Succeeded);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_host_environment_is_resolved_as_an_apps_host() {
+    // No [[docker.hosts]] here: host:ENV is the only way to a Docker host.
+    let t = common::TestEnv::new(Opts {
+        provision: false,
+        ..Opts::default()
+    });
+    let s = t.start();
+    let asked = s
+        .say("bob", "/env create profile:docker-host name:dock")
+        .await;
+    let request = asked.approval.expect("docker-host needs approval");
+    let approved = s.say("alice", &format!("/approve {request}")).await;
+    assert_eq!(
+        s.finished(job_of(&approved)).await.state,
+        JobState::Succeeded
+    );
+    let dock = s.env("dock").await;
+    // DHCP: fakepve reports no address within address_wait = 0s.
+    let early = s
+        .say(
+            "bob",
+            "/app deploy image:slipway-test/web:v1 name:site host:dock",
+        )
+        .await;
+    assert!(
+        early.text.contains("dock has no address yet"),
+        "{}",
+        early.text
+    );
+    // The address its DHCP lease gave it, as Proxmox would report it later.
+    s.dispatcher
+        .store
+        .set_address(dock.id, Some("10.20.0.77".into()))
+        .await
+        .unwrap();
+    let dock = s.env("dock").await;
+
+    let nowhere = s
+        .say("bob", "/app deploy image:slipway-test/web:v1 name:lost")
+        .await;
+    assert!(
+        nowhere.text.contains("team web has no Docker host"),
+        "{}",
+        nowhere.text
+    );
+    let wrong = s
+        .say(
+            "bob",
+            "/app deploy image:slipway-test/web:v1 name:lost host:nope",
+        )
+        .await;
+    assert!(
+        wrong.text.contains("neither a Docker host"),
+        "{}",
+        wrong.text
+    );
+
+    let reply = s
+        .say(
+            "bob",
+            "/app deploy image:slipway-test/web:v1 name:site host:dock",
+        )
+        .await;
+    assert!(
+        reply.text.contains("on dock (docker-host environment)"),
+        "{}",
+        reply.text
+    );
+    let app = s.env("site").await;
+    assert_eq!(app.node, format!("env:{}", dock.id));
+    assert_eq!(app.address, dock.address);
+    // Without a client certificate Slipway does not talk to that dockerd at all.
+    let job = s.finished(job_of(&reply)).await;
+    assert_eq!(job.state, JobState::Failed);
+    let reason = s.env("site").await.reason.unwrap_or_default();
+    assert!(
+        reason.contains("docker.env_tls is not configured"),
+        "{reason}"
+    );
+    s.stop().await;
+}

@@ -473,7 +473,8 @@ impl Dispatcher {
             )));
         }
         const READY: &[EnvState] = &[EnvState::Ready];
-        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];
+        // Destroying too: a remove that failed half-way can be asked for again.
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         let opts = app_options(env.domain.is_some(), &self.config.publish);
         let (kind, what) = match call.spec.action.as_str() {
             "app.restart" => (JobKind::Restart, "restart".to_string()),

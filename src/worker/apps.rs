@@ -141,8 +141,21 @@ impl Worker {
                 if let Some(old) = previous {
                     // Requests in flight on the old container finish first.
                     tokio::time::sleep(self.docker.config.grace).await;
-                    c.remove(&old, self.docker.config.stop_timeout).await?;
-                    self.store.release_app_port(host.key.clone(), old).await?;
+                    // Traffic has moved: a failure here must not roll the switch
+                    // back onto a container that may be half gone.
+                    match c.remove(&old, self.docker.config.stop_timeout).await {
+                        Ok(()) => self.store.release_app_port(host.key.clone(), old).await?,
+                        Err(e) => {
+                            tracing::warn!(job = run.job.id, container = %old, error = %e, "old container not removed");
+                            self.store
+                                .log(
+                                    run.job.id,
+                                    "warn",
+                                    format!("could not remove the old container {old} ({e}); /app remove or `docker rm` clears it"),
+                                )
+                                .await?;
+                        }
+                    }
                 }
                 self.store.clear_next_image(run.env.id).await?;
             }
