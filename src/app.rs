@@ -46,6 +46,7 @@ pub struct App {
     /// The chat sinks, once started.
     sinks: std::sync::OnceLock<Sinks>,
     pub publishers: Arc<crate::provider::publish::Publishers>,
+    pub docker: Arc<crate::provider::docker::DockerHosts>,
 }
 
 /// Loads the catalog for a configuration, with every problem listed.
@@ -102,6 +103,13 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
         "job",
         "approval.approve",
         "approval.deny",
+        "app.deploy",
+        "app.list",
+        "app.info",
+        "app.logs",
+        "app.restart",
+        "app.update",
+        "app.remove",
     ];
     for c in catalog.commands() {
         if !known.contains(&c.action.as_str()) {
@@ -158,8 +166,10 @@ impl App {
             .with_error_counter(metrics.proxmox_errors.clone());
         let publishers = crate::provider::publish::config::build(&config.publish)
             .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
+        let docker = crate::provider::docker::DockerHosts::new(config.docker.clone());
         Ok(App {
             publishers: Arc::new(publishers),
+            docker: Arc::new(docker),
             config: Arc::new(config),
             catalog: Arc::new(catalog),
             store,
@@ -177,7 +187,7 @@ impl App {
     }
 
     pub fn dispatcher(&self) -> Dispatcher {
-        Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             self.config.clone(),
             self.catalog.clone(),
             self.store.clone(),
@@ -185,7 +195,10 @@ impl App {
             self.wake.clone(),
             self.schedule.clone(),
             self.clock.clone(),
-        )
+        );
+        // One set of Docker clients for the whole process.
+        dispatcher.docker = self.docker.clone();
+        dispatcher
     }
 
     /// Spawns the workers, the heartbeat and the notifier for these chat sinks.
@@ -202,6 +215,7 @@ impl App {
             clock: self.clock.clone(),
             schedule: self.schedule.clone(),
             publishers: self.publishers.clone(),
+            docker: self.docker.clone(),
         });
         worker.spawn(&self.tracker, &self.cancel);
         let sinks: Sinks = Arc::new(

@@ -39,6 +39,9 @@ struct RawConfig {
     reconcile: RawReconcile,
     #[serde(default)]
     publish: crate::provider::publish::config::RawPublish,
+    /// `[docker]`: Docker hosts for apps.
+    #[serde(default)]
+    docker: crate::provider::docker::config::RawDocker,
     #[serde(default)]
     teams: Vec<RawTeam>,
     #[serde(default)]
@@ -375,6 +378,7 @@ pub struct Config {
     pub lifetimes: LifetimeConfig,
     pub reconcile: ReconcileConfig,
     pub publish: crate::provider::publish::config::PublishConfig,
+    pub docker: crate::provider::docker::DockerConfig,
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
@@ -593,6 +597,9 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
     let discord = raw
         .discord
         .map(|d| crate::chat::discord::config::validate(d, base, f, problems));
+    let team_names: Vec<String> = raw.teams.iter().map(|t| t.name.clone()).collect();
+    let docker =
+        crate::provider::docker::config::validate(raw.docker, base, f, &team_names, problems);
     Config {
         file: path.to_path_buf(),
         database: resolve(base, &raw.database),
@@ -606,6 +613,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         lifetimes,
         reconcile,
         publish,
+        docker,
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,

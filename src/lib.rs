@@ -18,8 +18,10 @@
 //!    environment and its job in one `BEGIN IMMEDIATE` transaction.
 //! 5. **worker steps** — [`worker`] claims the job with a lease and runs the
 //!    steps planned by [`domain::lifecycle`], journaling each one.
-//! 6. **provider calls** — [`provider::proxmox`] (Proxmox VE) and
-//!    [`provider::command`] (post-provision programs) behind small traits.
+//! 6. **provider calls** — [`provider::proxmox`] (Proxmox VE),
+//!    [`provider::command`] (post-provision programs), [`provider::publish`]
+//!    (routes, DNS, monitoring) and [`provider::docker`] (apps' containers on
+//!    Docker hosts) behind small traits.
 //! 7. **progress events** — [`progress`] carries each step's state to
 //!    [`chat::notifier`], which **edits the chat message** through the
 //!    adapter's [`chat::ChatSink`]; wording lives in [`chat::render`].

@@ -60,6 +60,9 @@ struct RawOption {
     /// The last positional option may take the rest of the line (a reason).
     #[serde(default)]
     rest: bool,
+    /// A string option that may be given several times (`env:A=1 env:B=2`).
+    #[serde(default)]
+    repeat: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -93,6 +96,8 @@ pub struct OptionSpec {
     pub choices: Vec<String>,
     pub choices_from: Option<ChoiceSource>,
     pub rest: bool,
+    /// May be given several times; never filled from a positional word.
+    pub repeat: bool,
 }
 
 /// A runnable command: a top-level command without subcommands, or one subcommand.
@@ -125,7 +130,9 @@ impl CommandSpec {
                 OptionKind::Duration => "duration",
                 OptionKind::Choice => "choice",
             };
-            if o.required {
+            if o.repeat {
+                out.push_str(&format!(" [{}:<{kind}> …]", o.name));
+            } else if o.required {
                 out.push_str(&format!(" {}:<{kind}>", o.name));
             } else {
                 out.push_str(&format!(" [{}:<{kind}>]", o.name));
@@ -152,6 +159,8 @@ pub enum ArgValue {
     Int(i64),
     Bool(bool),
     Duration(Duration),
+    /// Every value of a repeatable option, in the order given.
+    Many(Vec<String>),
 }
 
 /// A parsed command: what to run with which values. The actor is added by the adapter.
@@ -174,6 +183,15 @@ impl Invocation {
         match self.args.get(name) {
             Some(ArgValue::Int(i)) => Some(*i),
             _ => None,
+        }
+    }
+
+    /// Every value of a repeatable option (none if it was not given).
+    pub fn strs(&self, name: &str) -> Vec<&str> {
+        match self.args.get(name) {
+            Some(ArgValue::Many(v)) => v.iter().map(String::as_str).collect(),
+            Some(ArgValue::Str(s)) => vec![s.as_str()],
+            _ => Vec::new(),
         }
     }
 
@@ -319,6 +337,15 @@ fn leaf(
                 ),
             ));
         }
+        if o.repeat && (o.kind != OptionKind::String || o.required || o.rest) {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{where_}: option {}: only an optional string option may repeat",
+                    o.name
+                ),
+            ));
+        }
         if o.required && seen_optional {
             problems.push(Problem::new(
                 file,
@@ -341,6 +368,7 @@ fn leaf(
             choices: o.choices.clone(),
             choices_from: o.choices_from,
             rest: o.rest,
+            repeat: o.repeat,
         });
     }
     let mut env = minijinja::Environment::new();
@@ -433,9 +461,16 @@ fn parse_args(
     words: &[String],
 ) -> Result<BTreeMap<String, ArgValue>, ParseError> {
     let mut raw: BTreeMap<&str, String> = BTreeMap::new();
+    let mut many: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (i, word) in words.iter().enumerate() {
         if let Some((key, value)) = word.split_once(':') {
             if let Some(opt) = spec.options.iter().find(|o| o.name == key) {
+                if opt.repeat {
+                    many.entry(opt.name.as_str())
+                        .or_default()
+                        .push(value.to_string());
+                    continue;
+                }
                 if raw.insert(opt.name.as_str(), value.to_string()).is_some() {
                     return Err(ParseError(format!("{key}: given twice; give it once")));
                 }
@@ -445,7 +480,7 @@ fn parse_args(
         let Some(opt) = spec
             .options
             .iter()
-            .find(|o| !raw.contains_key(o.name.as_str()))
+            .find(|o| !o.repeat && !raw.contains_key(o.name.as_str()))
         else {
             return Err(ParseError(format!(
                 "{}: unexpected {}; usage: {}",
@@ -462,6 +497,13 @@ fn parse_args(
     }
     let mut out = BTreeMap::new();
     for opt in &spec.options {
+        if let Some(values) = many.remove(opt.name.as_str()) {
+            for v in &values {
+                typed(opt, choices, v)?;
+            }
+            out.insert(opt.name.clone(), ArgValue::Many(values));
+            continue;
+        }
         match raw.get(opt.name.as_str()) {
             Some(value) => {
                 out.insert(opt.name.clone(), typed(opt, choices, value)?);
@@ -578,6 +620,7 @@ options = [
   { name = "cpu", description = "cores", type = "integer", min = 1, max = 64 },
   { name = "ttl", description = "lifetime", type = "duration" },
   { name = "dry-run", description = "plan only", type = "boolean" },
+  { name = "env", description = "KEY=VALUE", type = "string", repeat = true, max_length = 20 },
 ]
 "#,
         )
@@ -623,6 +666,29 @@ options = [
         assert_eq!(inv.action, "env.create");
         assert_eq!(inv.int("cpu"), Some(2));
         assert_eq!(inv.duration("ttl"), Some(Duration::from_secs(3 * 86400)));
+    }
+
+    #[test]
+    fn a_repeatable_option_keeps_every_value_in_order() {
+        let (_, inv) = parse(
+            &groups(),
+            &choices(),
+            "/env create web-app shop env:A=1 env:B=x:y \"env:C=two words\"",
+        )
+        .unwrap();
+        assert_eq!(inv.strs("env"), vec!["A=1", "B=x:y", "C=two words"]);
+        assert_eq!(inv.str("name"), Some("shop"));
+    }
+
+    #[test]
+    fn each_value_of_a_repeatable_option_is_checked() {
+        let err = parse(
+            &groups(),
+            &choices(),
+            &format!("/env create web-app shop env:A=1 env:B={}", "x".repeat(30)),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("more than the 20 allowed"), "{err}");
     }
 
     #[test]

@@ -114,15 +114,24 @@ impl Dispatcher {
             .map(|t| t.quota.clone())
             .unwrap_or_default();
         let profile = self.catalog.profile(&env.profile);
-        let steps = crate::domain::lifecycle::plan(
-            JobKind::Create,
-            &profile
-                .map(|p| super::env::create_options(p, env.domain.is_some(), &self.config.publish))
-                .unwrap_or_default(),
-        )
-        .iter()
-        .map(|s| s.name())
-        .collect();
+        let steps = if env.is_app() {
+            super::app::app_plan(
+                JobKind::Create,
+                super::app::app_options(env.domain.is_some(), &self.config.publish),
+            )
+        } else {
+            crate::domain::lifecycle::plan(
+                JobKind::Create,
+                &profile
+                    .map(|p| {
+                        super::env::create_options(p, env.domain.is_some(), &self.config.publish)
+                    })
+                    .unwrap_or_default(),
+            )
+            .iter()
+            .map(|s| s.name())
+            .collect()
+        };
         let job = NewJob {
             kind: JobKind::Create,
             idempotency_key: format!("approval:{}", a.id),

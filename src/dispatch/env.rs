@@ -280,6 +280,7 @@ impl Dispatcher {
         for t in &call.teams {
             envs.extend(self.store.list_envs(Some(t.name.0.clone())).await?);
         }
+        envs.retain(|e| !e.is_app());
         Ok(Reply::private(render::env_list(&envs, self.clock.now())))
     }
 
@@ -291,6 +292,12 @@ impl Dispatcher {
         let raw = call.inv.str("name").unwrap_or_default().to_string();
         let env = self.store.env_by_name(raw.clone()).await?;
         Ok(match env {
+            Some(e) if e.is_app() && call.teams.iter().any(|t| t.name.0 == e.team) => {
+                Err(Reply::private(format!(
+                    "⚠️ name: {} is an app, not an environment; use /app info, /app restart or /app remove",
+                    e.name
+                )))
+            }
             Some(e) if call.teams.iter().any(|t| t.name.0 == e.team) => Ok(e),
             _ => Err(Reply::private(format!(
                 "⚠️ name: there is no environment {} in your teams; /env list shows yours",

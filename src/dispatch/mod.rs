@@ -5,6 +5,7 @@
 //! chat platform the event came from.
 
 mod admin;
+mod app;
 mod env;
 mod lifetime;
 
@@ -31,6 +32,8 @@ pub struct Dispatcher {
     /// Wakes the scheduler when an expiry changed.
     pub schedule: Arc<Notify>,
     pub clock: Arc<dyn crate::clock::Clock>,
+    /// Docker hosts for apps (live state and logs).
+    pub docker: Arc<crate::provider::docker::DockerHosts>,
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
@@ -61,7 +64,11 @@ impl Dispatcher {
         let per_minute = NonZeroU32::new(config.policy.rate_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.policy.rate_burst).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::keyed(RateQuota::per_minute(per_minute).allow_burst(burst));
+        let docker = Arc::new(crate::provider::docker::DockerHosts::new(
+            config.docker.clone(),
+        ));
         Dispatcher {
+            docker,
             config,
             catalog,
             store,
@@ -146,6 +153,11 @@ impl Dispatcher {
             "env.start" | "env.stop" | "env.restart" | "env.destroy" => self.env_lifecycle(call).await,
             "env.extend" => self.env_extend(call).await,
             "env.keep" => self.env_keep(call).await,
+            "app.deploy" => self.app_deploy(call).await,
+            "app.list" => self.app_list(call).await,
+            "app.info" => self.app_info(call).await,
+            "app.logs" => self.app_logs(call).await,
+            "app.restart" | "app.update" | "app.remove" => self.app_job(call).await,
             "quota" => self.quota(call).await,
             "jobs" => self.jobs(call).await,
             "job" => self.job(call).await,

@@ -72,6 +72,8 @@ string_enum! {
         Start => "start",
         Stop => "stop",
         Restart => "restart",
+        // Apps only: a blue-green image update.
+        Update => "update",
     }
 }
 
@@ -128,6 +130,15 @@ pub enum Step {
     UnpublishRoute,
     RemoveDns,
     RemoveMonitoring,
+    // App steps (see `domain::app`).
+    PullImage,
+    CreateAppContainer,
+    StartAppContainer,
+    CheckHealth,
+    SwitchRoute,
+    RemoveOldContainer,
+    RestartApp,
+    RemoveAppContainers,
 }
 
 impl Step {
@@ -155,6 +166,14 @@ impl Step {
             Step::UnpublishRoute => "remove route".into(),
             Step::RemoveDns => "remove DNS record".into(),
             Step::RemoveMonitoring => "remove monitoring".into(),
+            Step::PullImage => "pull image".into(),
+            Step::CreateAppContainer => "create app container".into(),
+            Step::StartAppContainer => "start app container".into(),
+            Step::CheckHealth => "check health".into(),
+            Step::SwitchRoute => "switch route".into(),
+            Step::RemoveOldContainer => "remove old container".into(),
+            Step::RestartApp => "restart app".into(),
+            Step::RemoveAppContainers => "remove app containers".into(),
         }
     }
 
@@ -183,6 +202,14 @@ impl Step {
             Step::UnpublishRoute,
             Step::RemoveDns,
             Step::RemoveMonitoring,
+            Step::PullImage,
+            Step::CreateAppContainer,
+            Step::StartAppContainer,
+            Step::CheckHealth,
+            Step::SwitchRoute,
+            Step::RemoveOldContainer,
+            Step::RestartApp,
+            Step::RemoveAppContainers,
         ]
         .into_iter()
         .find(|s| s.name() == name)
@@ -255,6 +282,8 @@ pub fn plan(kind: JobKind, create: &CreateOptions) -> Vec<Step> {
         JobKind::Start => vec![Step::Start],
         JobKind::Stop => vec![Step::Shutdown],
         JobKind::Restart => vec![Step::Shutdown, Step::Start],
+        // Environments are not updated in place; apps plan their own (`domain::app::plan`).
+        JobKind::Update => vec![],
     }
 }
 

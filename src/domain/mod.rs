@@ -1,6 +1,7 @@
 //! Pure domain logic: names, teams, quotas, the policy decision and job plans.
 //! Nothing here does I/O: no tokio, rusqlite, serenity or reqwest.
 
+pub mod app;
 pub mod domain_name;
 pub mod lifecycle;
 pub mod lifetime;

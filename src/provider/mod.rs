@@ -2,9 +2,10 @@
 //! trait so the worker is written once and tested against the real thing.
 //! `Compute` is Proxmox VE ([`proxmox`]); `Runner` runs post-provision programs
 //! ([`command`]). [`publish`] makes environments reachable: routers (Traefik,
-//! Caddy), DNS and monitoring.
+//! Caddy), DNS and monitoring. [`docker`] runs apps' containers on Docker hosts.
 
 pub mod command;
+pub mod docker;
 pub mod pin;
 pub mod proxmox;
 pub mod publish;

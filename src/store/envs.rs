@@ -31,11 +31,18 @@ pub struct EnvRecord {
     pub announce_to: Option<String>,
     /// The domain it is published under.
     pub domain: Option<String>,
+    /// "lxc" for an environment, "app" for an app (see `domain::app`).
+    pub kind: String,
 }
 
 impl EnvRecord {
     /// Where lifecycle events go; environments from before announcements existed
     /// fall back to the console.
+    /// Whether this row is an app rather than an LXC environment.
+    pub fn is_app(&self) -> bool {
+        self.kind == crate::domain::app::APP_KIND
+    }
+
     pub fn announce_to_or_default(&self) -> String {
         self.announce_to
             .clone()
@@ -43,7 +50,7 @@ impl EnvRecord {
     }
 }
 
-const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs, announce_to, domain";
+const ENV_COLUMNS: &str = "id, name, team, owner, owner_display, profile, node, vmid, cores, memory_mb, swap_mb, disk_gb, address, state, reason, expires_at, created_at, ttl_secs, announce_to, domain, kind";
 
 fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
     let state: String = r.get(13)?;
@@ -70,6 +77,7 @@ fn env_row(r: &Row<'_>) -> rusqlite::Result<EnvRecord> {
         ttl_secs: r.get(17)?,
         announce_to: r.get(18)?,
         domain: r.get(19)?,
+        kind: r.get(20)?,
     })
 }
 
@@ -170,6 +178,20 @@ impl Store {
         decide: impl FnOnce(&QuotaCheck) -> Decision + Send + 'static,
         job: NewJob,
     ) -> Result<Submitted, StoreError> {
+        self.submit_create_with(env, quota, decide, job, |_, _| Ok(()))
+            .await
+    }
+
+    /// [`Store::submit_create`], with `extra` run in the same transaction right
+    /// after the environment row is inserted (apps write their details there).
+    pub async fn submit_create_with(
+        &self,
+        env: NewEnv,
+        quota: Quota,
+        decide: impl FnOnce(&QuotaCheck) -> Decision + Send + 'static,
+        job: NewJob,
+        extra: impl FnOnce(&Connection, i64) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Submitted, StoreError> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(env_id) = tx
@@ -197,12 +219,14 @@ impl Store {
             let outcome = match decide(&check) {
                 Decision::Enqueue => {
                     let env_id = insert_env(&tx, &env, EnvState::Queued)?;
+                    extra(&tx, env_id)?;
                     let job_id = insert_job(&tx, env_id, &job)?;
                     audit(&tx, &env.owner, "env.create", &env.name, "approved", &format!("job {job_id}"))?;
                     Submitted::Queued { env_id, job_id, check }
                 }
                 Decision::AwaitApproval(reason) => {
                     let env_id = insert_env(&tx, &env, EnvState::PendingApproval)?;
+                    extra(&tx, env_id)?;
                     tx.execute(
                         "INSERT INTO approvals (env_id, team, requester, reason, over_quota, state, reply_to, created_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7)",

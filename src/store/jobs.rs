@@ -111,6 +111,19 @@ impl Store {
         to: Option<EnvState>,
         job: NewJob,
     ) -> Result<Enqueued, StoreError> {
+        self.enqueue_with(env_id, from, to, job, |_| Ok(())).await
+    }
+
+    /// [`Store::enqueue`], with `extra` run in the same transaction once the job
+    /// is certain to be queued (an app update records its new image there).
+    pub async fn enqueue_with(
+        &self,
+        env_id: i64,
+        from: &'static [EnvState],
+        to: Option<EnvState>,
+        job: NewJob,
+        extra: impl FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Enqueued, StoreError> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(id) = tx
@@ -137,6 +150,7 @@ impl Store {
             if let Some(to) = to {
                 set_env_state(&tx, env_id, from, to, None)?;
             }
+            extra(&tx)?;
             let id = insert_job(&tx, env_id, &job)?;
             audit(&tx, &job.requested_by, &format!("env.{}", job.kind), &format!("env {env_id}"), "queued", &format!("job {id}"))?;
             tx.commit()?;

@@ -3,6 +3,7 @@
 //! `migrations/*.sql` embedded in the binary. Every state change is a
 //! conditional update (`... WHERE state = ?`), so a stale writer changes nothing.
 
+pub mod apps;
 pub mod chat_refs;
 pub mod envs;
 pub mod jobs;
@@ -36,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0003_reconcile.sql"),
     include_str!("../../migrations/0004_domains.sql"),
     include_str!("../../migrations/0005_chat_refs.sql"),
+    include_str!("../../migrations/0006_apps.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

@@ -4,6 +4,7 @@
 //! died is claimed again when its lease runs out (at once after a restart) and
 //! resumes from its journal.
 
+mod apps;
 mod backoff;
 mod publish;
 mod rollback;
@@ -56,6 +57,8 @@ pub struct Worker {
     pub schedule: Arc<Notify>,
     /// Routes, DNS and monitoring, as configured.
     pub publishers: Arc<crate::provider::publish::Publishers>,
+    /// Docker hosts for apps.
+    pub docker: Arc<crate::provider::docker::DockerHosts>,
 }
 
 /// One job being worked on.
@@ -64,6 +67,8 @@ pub(crate) struct JobRun {
     pub env: EnvRecord,
     pub steps: Vec<StepRecord>,
     pub started: Instant,
+    /// For an app: the port a route step publishes, when it is not the serving one (blue-green).
+    pub app_port: Option<u16>,
 }
 
 impl JobRun {
@@ -158,6 +163,7 @@ impl Worker {
             env,
             steps,
             started: Instant::now(),
+            app_port: None,
         };
         tracing::info!(job = run.job.id, kind = %run.job.kind, env = %run.env.name, state = %run.job.state, "working on job");
         // Renew the lease while the job runs; a lost lease stops this worker's part.
@@ -303,8 +309,14 @@ impl Worker {
             .env(run.env.id)
             .await?
             .unwrap_or_else(|| run.env.clone());
+        let app_summary = if env.is_app() {
+            Some(self.app_summary(run).await)
+        } else {
+            None
+        };
         let (from, to, summary): (&'static [EnvState], EnvState, String) = match run.job.kind {
             JobKind::Create => (&[EnvState::Ready], EnvState::Ready, ready_summary(&env)),
+            JobKind::Update => (&[EnvState::Ready], EnvState::Ready, String::new()),
             JobKind::Start => (&[EnvState::Stopped], EnvState::Ready, "started".into()),
             JobKind::Restart => (
                 &[EnvState::Ready, EnvState::Stopped],
@@ -318,6 +330,7 @@ impl Worker {
                 "destroyed; its quota is free again".into(),
             ),
         };
+        let summary = app_summary.unwrap_or(summary);
         self.store.set_env_state(env.id, from, to, None).await?;
         self.store
             .set_job_state(run.job.id, run.job.state, JobState::Succeeded, None)
@@ -335,7 +348,8 @@ impl Worker {
 
     async fn fail(&self, run: &mut JobRun, step: &Step, e: StepError) -> Result<(), StoreError> {
         let reason = format!("{}: {e}", step.name());
-        if run.job.kind == JobKind::Create {
+        // A failed update is rolled back too: the new container goes, the old one keeps serving.
+        if matches!(run.job.kind, JobKind::Create | JobKind::Update) {
             self.store
                 .set_job_state(
                     run.job.id,

@@ -84,12 +84,16 @@ impl Worker {
                 let (Some(router), Some(domain)) = (p.router.as_deref(), self.domain(run)?) else {
                     return Ok(StepState::Skipped);
                 };
-                let port = self.profile(run)?.expose_port.ok_or_else(|| {
-                    StepError(format!(
-                        "profile {} may not be exposed (no [expose] port)",
-                        run.env.profile
-                    ))
-                })?;
+                let port = if run.env.is_app() {
+                    self.app_route_port(run).await?
+                } else {
+                    self.profile(run)?.expose_port.ok_or_else(|| {
+                        StepError(format!(
+                            "profile {} may not be exposed (no [expose] port)",
+                            run.env.profile
+                        ))
+                    })?
+                };
                 let t = self.target(run)?;
                 let route = Route {
                     env_id: t.env_id,

@@ -4,7 +4,7 @@
 //! stays `rolling_back` and is tried again later: nothing is left orphaned.
 
 use super::{JobRun, StepError, Worker};
-use crate::domain::lifecycle::{EnvState, JobState, Step, StepState};
+use crate::domain::lifecycle::{EnvState, JobKind, JobState, Step, StepState};
 use crate::progress::Outcome;
 use crate::store::StoreError;
 
@@ -73,6 +73,16 @@ impl Worker {
                     left_behind.push(what);
                 }
             }
+        }
+        if run.job.kind == JobKind::Update {
+            // The app was never down: it stays ready on its old container.
+            self.store
+                .set_job_state(run.job.id, JobState::RollingBack, JobState::Failed, None)
+                .await?;
+            tracing::info!(job = run.job.id, app = %run.env.name, "update rolled back");
+            let text = self.app_update_failed(run, &reason).await;
+            let _ = self.bus.send(run.view(false, Some(Outcome::Failed(text))));
+            return Ok(());
         }
         self.store.release_ips(run.env.id).await?;
         let reason = if left_behind.is_empty() {
@@ -153,6 +163,9 @@ impl Worker {
             }
             Step::PublishRoute | Step::RegisterDns | Step::AddMonitoring => {
                 self.unpublish_step(run, step).await?;
+            }
+            Step::CreateAppContainer | Step::SwitchRoute => {
+                self.undo_app_step(run, i, step).await?;
             }
             // Nothing outside the container to undo; it goes with the container.
             _ => {}

@@ -108,6 +108,14 @@ impl Worker {
                 self.store.release_ips(run.env.id).await?;
                 Ok(StepState::Done)
             }
+            Step::PullImage
+            | Step::CreateAppContainer
+            | Step::StartAppContainer
+            | Step::CheckHealth
+            | Step::SwitchRoute
+            | Step::RemoveOldContainer
+            | Step::RestartApp
+            | Step::RemoveAppContainers => self.app_step(run, i, step).await,
         }
     }
 

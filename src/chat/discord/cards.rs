@@ -376,6 +376,7 @@ pub(super) async fn watch_lifecycle(d: Arc<Discord>, mut rx: Receiver<Progress>)
                     JobKind::Stop => "⏹️",
                     JobKind::Restart => "🔄",
                     JobKind::Destroy => "🗑️",
+                    JobKind::Update => "⬆️",
                 };
                 (
                     format!("{mark} {}: {summary}", p.env_name),

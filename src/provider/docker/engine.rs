@@ -1,0 +1,420 @@
+//! [`Containers`] over the Docker Engine API with bollard: a unix socket, or
+//! TCP with TLS (client certificate; rustls with ring). The API version is
+//! negotiated on first use, because hosts run older engines (Debian's 20.10
+//! speaks 1.41) than bollard's default.
+
+use super::config::{DockerConfig, HostConfig};
+use super::{AppContainer, ContainerInfo, Containers, DockerError, Networking};
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, DeviceMapping, HostConfig as DockerHostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, RestartContainerOptions, StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// How to make the client; made (and its version negotiated) on first use,
+/// so a host that is down at start does not stop Slipway from starting.
+enum Connect {
+    Unix(String),
+    Tls {
+        url: String,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+pub(super) struct Engine {
+    /// For messages: the host's name and URL.
+    host: String,
+    connect: Connect,
+    timeout: Duration,
+    pull_timeout: Duration,
+    docker: OnceCell<Docker>,
+}
+
+impl Engine {
+    pub(super) fn declared(
+        h: &HostConfig,
+        cfg: &DockerConfig,
+    ) -> Result<Arc<dyn Containers>, DockerError> {
+        let connect = match (&h.url, &h.tls) {
+            (url, _) if url.starts_with("unix://") => Connect::Unix(url.clone()),
+            (url, Some(tls)) => Connect::Tls {
+                url: url.clone(),
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            },
+            (url, None) => {
+                return Err(DockerError::Config(format!(
+                    "docker.hosts.{}: {url} needs TLS (ca_file, cert_file, key_file)",
+                    h.name
+                )))
+            }
+        };
+        Ok(Arc::new(Engine {
+            host: format!("{} ({})", h.name, h.url),
+            connect,
+            timeout: cfg.timeout,
+            pull_timeout: cfg.pull_timeout,
+            docker: OnceCell::new(),
+        }))
+    }
+
+    pub(super) fn env_host(
+        url: &str,
+        cfg: &DockerConfig,
+    ) -> Result<Arc<dyn Containers>, DockerError> {
+        let tls = cfg.env_tls.as_ref().ok_or_else(|| {
+            DockerError::Config(
+                "docker.env_tls is not configured: a docker-host environment's dockerd is reached over TCP with TLS; \
+                 give docker.env_tls.ca_file, cert_file and key_file"
+                    .into(),
+            )
+        })?;
+        Ok(Arc::new(Engine {
+            host: url.to_string(),
+            connect: Connect::Tls {
+                url: url.to_string(),
+                ca: tls.ca.clone(),
+                cert: tls.cert.clone(),
+                key: tls.key.clone(),
+            },
+            timeout: cfg.timeout,
+            pull_timeout: cfg.pull_timeout,
+            docker: OnceCell::new(),
+        }))
+    }
+
+    async fn docker(&self) -> Result<&Docker, DockerError> {
+        self.docker
+            .get_or_try_init(|| async {
+                let secs = self.timeout.as_secs().max(1);
+                let client = match &self.connect {
+                    Connect::Unix(path) => {
+                        Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+                    }
+                    Connect::Tls { url, ca, cert, key } => Docker::connect_with_ssl(
+                        url,
+                        key,
+                        cert,
+                        ca,
+                        secs,
+                        bollard::API_DEFAULT_VERSION,
+                    ),
+                }
+                .map_err(|e| self.error(e))?;
+                client.negotiate_version().await.map_err(|e| self.error(e))
+            })
+            .await
+    }
+
+    fn error(&self, e: bollard::errors::Error) -> DockerError {
+        use bollard::errors::Error as E;
+        match e {
+            E::DockerResponseServerError {
+                status_code,
+                message,
+            } => DockerError::Api {
+                host: self.host.clone(),
+                status: status_code,
+                message,
+            },
+            E::SocketNotFoundError(path) => DockerError::Network {
+                host: self.host.clone(),
+                message: format!("no socket at {path}; is dockerd running?"),
+            },
+            other => DockerError::Network {
+                host: self.host.clone(),
+                message: other.to_string(),
+            },
+        }
+    }
+
+    fn not_found(e: &bollard::errors::Error) -> bool {
+        matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }
+        )
+    }
+}
+
+fn body(spec: &AppContainer) -> ContainerCreateBody {
+    let mut env = spec.env.clone();
+    let (network_mode, port_bindings, exposed) = match &spec.networking {
+        Networking::Host { port } => {
+            env.push(format!("PORT={port}"));
+            ("host".to_string(), None, None)
+        }
+        Networking::Bridge { port, bind } => {
+            env.push(format!("PORT={port}"));
+            let key = format!("{port}/tcp");
+            let binding = PortBinding {
+                host_ip: Some(bind.to_string()),
+                // Empty: Docker picks a free port; the worker reads it back.
+                host_port: Some(String::new()),
+            };
+            (
+                "bridge".to_string(),
+                Some(HashMap::from([(key.clone(), Some(vec![binding]))])),
+                Some(vec![key]),
+            )
+        }
+    };
+    let devices = spec
+        .devices
+        .iter()
+        .map(|d| DeviceMapping {
+            path_on_host: Some(d.clone()),
+            path_in_container: Some(d.clone()),
+            cgroup_permissions: Some("rwm".into()),
+        })
+        .collect::<Vec<_>>();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(env),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        exposed_ports: exposed,
+        host_config: Some(DockerHostConfig {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            nano_cpus: Some(i64::from(spec.cores) * 1_000_000_000),
+            memory: Some(i64::from(spec.memory_mb) * 1024 * 1024),
+            // No swap beyond the memory limit.
+            memory_swap: Some(i64::from(spec.memory_mb) * 1024 * 1024),
+            network_mode: Some(network_mode),
+            port_bindings,
+            // A tiny init as PID 1, so the app gets SIGTERM and zombies are reaped.
+            init: Some(true),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            privileged: Some(spec.privileged),
+            devices: (!devices.is_empty()).then_some(devices),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo {
+    let state = r.state.unwrap_or_default();
+    let config = r.config.unwrap_or_default();
+    let host = r.host_config.unwrap_or_default();
+    let published_port = r.network_settings.and_then(|n| n.ports).and_then(|ports| {
+        ports
+            .into_values()
+            .flatten()
+            .flatten()
+            .find_map(|b| b.host_port.and_then(|p| p.parse().ok()))
+    });
+    ContainerInfo {
+        id: r.id.unwrap_or_default(),
+        name: r
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        exit_code: state.exit_code,
+        started_at: state.started_at,
+        labels: config.labels.unwrap_or_default(),
+        env: config.env.unwrap_or_default(),
+        nano_cpus: host.nano_cpus.unwrap_or_default(),
+        memory: host.memory.unwrap_or_default(),
+        restart_policy: host
+            .restart_policy
+            .and_then(|p| p.name)
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        network_mode: host.network_mode.unwrap_or_default(),
+        published_port,
+    }
+}
+
+#[async_trait]
+impl Containers for Engine {
+    async fn image_present(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker().await?.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if Self::not_found(&e) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), DockerError> {
+        let docker = self.docker().await?;
+        let options = CreateImageOptions {
+            from_image: Some(image.to_string()),
+            ..Default::default()
+        };
+        let pull = async {
+            let mut stream = docker.create_image(Some(options), None, None);
+            while let Some(item) = stream.next().await {
+                let item = item.map_err(|e| self.error(e))?;
+                if let Some(detail) = item.error_detail {
+                    return Err(DockerError::Api {
+                        host: self.host.clone(),
+                        status: 500,
+                        message: detail.message.unwrap_or_default(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(self.pull_timeout, pull)
+            .await
+            .map_err(|_| DockerError::Network {
+                host: self.host.clone(),
+                message: format!(
+                    "pulling {image} took longer than {:?} (docker.pull_timeout)",
+                    self.pull_timeout
+                ),
+            })?
+    }
+
+    async fn create(&self, spec: &AppContainer) -> Result<String, DockerError> {
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker()
+            .await?
+            .create_container(Some(options), body(spec))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(created.id)
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>, DockerError> {
+        match self
+            .docker()
+            .await?
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(r) => Ok(Some(info(r))),
+            Err(e) if Self::not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn start(&self, name: &str) -> Result<(), DockerError> {
+        match self
+            .docker()
+            .await?
+            .start_container(
+                name,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            // 304: already started.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn restart(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+        let options = RestartContainerOptions {
+            t: Some(timeout.as_secs() as i32),
+            ..Default::default()
+        };
+        self.docker()
+            .await?
+            .restart_container(name, Some(options))
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    async fn remove(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+        let docker = self.docker().await?;
+        let stop = StopContainerOptions {
+            t: Some(timeout.as_secs() as i32),
+            ..Default::default()
+        };
+        match docker.stop_container(name, Some(stop)).await {
+            Ok(()) => {}
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304 | 404,
+                ..
+            }) => {}
+            Err(e) => return Err(self.error(e)),
+        }
+        let options = RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        match docker.remove_container(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if Self::not_found(&e) => Ok(()),
+            // "removal of container … is already in progress"
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    async fn list(&self, labels: &[(&str, String)]) -> Result<Vec<ContainerInfo>, DockerError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>(),
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let docker = self.docker().await?;
+        let found = docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for c in found {
+            if let Some(id) = c.id {
+                out.extend(self.inspect(&id).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn logs(&self, name: &str, lines: u32) -> Result<Vec<String>, DockerError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let docker = self.docker().await?;
+        let mut stream = docker.logs(name, Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&chunk.map_err(|e| self.error(e))?.to_string());
+        }
+        Ok(text.lines().map(str::to_string).collect())
+    }
+}

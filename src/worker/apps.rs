@@ -1,0 +1,463 @@
+//! The steps of app jobs: pull the image, create and start the container,
+//! check its health, switch the route to it (blue-green), remove the old one,
+//! restart, remove — and their compensation. Like every step they look before
+//! they act: a container is named after its app and job
+//! (`slipway-app-<app>-<job>`) and labelled, so a resumed step finds what it
+//! made before a crash; only containers with the app's labels are removed.
+
+use super::{JobRun, StepError, Worker};
+use crate::domain::app::{ImageRef, REDACTED};
+use crate::domain::lifecycle::{JobKind, Step, StepState};
+use crate::provider::docker::{
+    self, AppContainer, DockerError, Host, HostNetwork, Networking, LABEL_APP, LABEL_APP_ID,
+    LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM,
+};
+use crate::store::apps::AppRecord;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+impl From<DockerError> for StepError {
+    fn from(e: DockerError) -> Self {
+        StepError(e.to_string())
+    }
+}
+
+/// The container a job creates.
+fn container_name(app_id: i64, job_id: i64) -> String {
+    format!("slipway-app-{app_id}-{job_id}")
+}
+
+impl Worker {
+    async fn app_of(&self, run: &JobRun) -> Result<AppRecord, StepError> {
+        self.store
+            .app(run.env.id)
+            .await?
+            .ok_or_else(|| StepError(format!("{} has no app record", run.env.name)))
+    }
+
+    async fn host_of(&self, app: &AppRecord) -> Result<Host, StepError> {
+        let env_address = match docker::env_host_id(&app.host) {
+            Some(id) => self
+                .store
+                .env(id)
+                .await?
+                .and_then(|e| e.address)
+                .and_then(|a| a.parse::<Ipv4Addr>().ok()),
+            None => None,
+        };
+        Ok(self.docker.host(&app.host, env_address)?)
+    }
+
+    /// The image this job deploys: the app's for a deploy, the new one for an update.
+    fn job_image(run: &JobRun, app: &AppRecord) -> Result<String, StepError> {
+        let raw = match run.job.kind {
+            JobKind::Update => app.next_image.clone().ok_or_else(|| {
+                StepError(
+                    "the update's image is no longer recorded; ask for the update again".into(),
+                )
+            })?,
+            _ => app.image.clone(),
+        };
+        // Stored values were parsed at request time; normalize as Docker stores them.
+        Ok(ImageRef::parse(&raw).map(|i| i.normalized()).unwrap_or(raw))
+    }
+
+    fn step_data<'a>(run: &'a JobRun, step: &Step) -> Option<&'a Value> {
+        run.steps
+            .iter()
+            .find(|s| s.name == step.name())
+            .map(|s| &s.data)
+    }
+
+    pub(super) async fn app_step(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        step: &Step,
+    ) -> Result<StepState, StepError> {
+        let app = self.app_of(run).await?;
+        let host = self.host_of(&app).await?;
+        let c = &host.containers;
+        match step {
+            Step::PullImage => {
+                let image = Self::job_image(run, &app)?;
+                if c.image_present(&image).await? {
+                    run.steps[i].data["present"] = json!(true);
+                } else {
+                    self.store
+                        .log(
+                            run.job.id,
+                            "info",
+                            format!("pulling {image} on {}", host.key),
+                        )
+                        .await?;
+                    c.pull(&image).await.map_err(|e| {
+                        StepError(format!(
+                            "could not pull {image}: {e}; check the reference and that the host can reach its registry"
+                        ))
+                    })?;
+                }
+            }
+            Step::CreateAppContainer => self.create_app_container(run, i, &app, &host).await?,
+            Step::StartAppContainer => {
+                let name = self.job_container(run)?;
+                c.start(&name).await?;
+                let upstream = match host.network {
+                    HostNetwork::Host { .. } => self.job_port(run)?,
+                    HostNetwork::Bridge => c
+                        .inspect(&name)
+                        .await?
+                        .and_then(|i| i.published_port)
+                        .ok_or_else(|| {
+                        StepError(format!("Docker published no port for {name}"))
+                    })?,
+                };
+                run.steps[i].data["upstream"] = json!(upstream);
+            }
+            Step::CheckHealth => {
+                self.check_health(run, &app, &host).await?;
+                if run.job.kind == JobKind::Create {
+                    // The first container serves as soon as it is healthy.
+                    let image = Self::job_image(run, &app)?;
+                    self.store
+                        .set_app_serving(
+                            run.env.id,
+                            self.job_container(run)?,
+                            self.job_upstream(run)?,
+                            image,
+                        )
+                        .await?;
+                }
+            }
+            Step::SwitchRoute => self.switch_route(run, i, &app).await?,
+            Step::RemoveOldContainer => {
+                let previous = Self::step_data(run, &Step::SwitchRoute)
+                    .and_then(|d| d.get("previous"))
+                    .and_then(|p| p.get("container"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Some(old) = previous {
+                    // Requests in flight on the old container finish first.
+                    tokio::time::sleep(self.docker.config.grace).await;
+                    // Traffic has moved: a failure here must not roll the switch
+                    // back onto a container that may be half gone.
+                    match c.remove(&old, self.docker.config.stop_timeout).await {
+                        Ok(()) => self.store.release_app_port(host.key.clone(), old).await?,
+                        Err(e) => {
+                            tracing::warn!(job = run.job.id, container = %old, error = %e, "old container not removed");
+                            self.store
+                                .log(
+                                    run.job.id,
+                                    "warn",
+                                    format!("could not remove the old container {old} ({e}); /app remove or `docker rm` clears it"),
+                                )
+                                .await?;
+                        }
+                    }
+                }
+                self.store.clear_next_image(run.env.id).await?;
+            }
+            Step::RestartApp => {
+                let name = app
+                    .container
+                    .clone()
+                    .ok_or_else(|| StepError("the app has no container to restart".into()))?;
+                c.restart(&name, self.docker.config.stop_timeout).await?;
+            }
+            Step::RemoveAppContainers => {
+                let mine = [(LABEL_APP_ID, run.env.id.to_string())];
+                for found in c.list(&mine).await? {
+                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some("slipway") {
+                        c.remove(&found.id, self.docker.config.stop_timeout).await?;
+                    }
+                }
+                self.store.release_app_ports(run.env.id).await?;
+            }
+            other => {
+                return Err(StepError(format!("{} is not an app step", other.name())));
+            }
+        }
+        Ok(StepState::Done)
+    }
+
+    fn job_container(&self, run: &JobRun) -> Result<String, StepError> {
+        Ok(container_name(run.env.id, run.job.id))
+    }
+
+    fn job_port(&self, run: &JobRun) -> Result<u16, StepError> {
+        Self::step_data(run, &Step::CreateAppContainer)
+            .and_then(|d| d.get("port"))
+            .and_then(Value::as_u64)
+            .map(|p| p as u16)
+            .ok_or_else(|| StepError("the new container's port was not recorded".into()))
+    }
+
+    fn job_upstream(&self, run: &JobRun) -> Result<u16, StepError> {
+        Self::step_data(run, &Step::StartAppContainer)
+            .and_then(|d| d.get("upstream"))
+            .and_then(Value::as_u64)
+            .map(|p| p as u16)
+            .ok_or_else(|| StepError("the new container's published port was not recorded".into()))
+    }
+
+    async fn create_app_container(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        app: &AppRecord,
+        host: &Host,
+    ) -> Result<(), StepError> {
+        let name = self.job_container(run)?;
+        run.steps[i].data["container"] = json!(name);
+        let networking = match host.network {
+            HostNetwork::Host { first, last } => {
+                let port = self
+                    .store
+                    .allocate_app_port(host.key.clone(), run.env.id, name.clone(), first..=last)
+                    .await?
+                    .ok_or_else(|| {
+                        StepError(format!(
+                            "host {} has no free port left in {first}-{last}; remove an app or ask an admin to widen docker.hosts.ports",
+                            host.key
+                        ))
+                    })?;
+                run.steps[i].data["port"] = json!(port);
+                Networking::Host { port }
+            }
+            HostNetwork::Bridge => Networking::Bridge {
+                port: app.port,
+                bind: host.address,
+            },
+        };
+        self.checkpoint(run, i).await?;
+        if let Some(existing) = host.containers.inspect(&name).await? {
+            if existing.labels.get(LABEL_APP_ID) == Some(&run.env.id.to_string()) {
+                // Created before a crash, before this step was marked done.
+                return Ok(());
+            }
+            return Err(StepError(format!(
+                "a container called {name} exists and is not this app's; remove it by hand"
+            )));
+        }
+        let labels = BTreeMap::from([
+            (LABEL_OWNER.to_string(), "slipway".to_string()),
+            (LABEL_APP_ID.to_string(), run.env.id.to_string()),
+            (LABEL_APP.to_string(), run.env.name.clone()),
+            (LABEL_TEAM.to_string(), run.env.team.clone()),
+            (LABEL_REQUEST.to_string(), run.job.requested_by.clone()),
+            (LABEL_JOB.to_string(), run.job.id.to_string()),
+        ]);
+        let spec = AppContainer {
+            name: name.clone(),
+            image: Self::job_image(run, app)?,
+            env: app.vars.to_docker(),
+            labels,
+            cores: run.env.resources.cores,
+            memory_mb: run.env.resources.memory_mb,
+            networking,
+            binds: app.access.binds.clone(),
+            privileged: app.access.privileged,
+            devices: app.access.devices.clone(),
+        };
+        let id = host.containers.create(&spec).await.map_err(|e| {
+            // Docker may quote the request back; never let a variable's value through.
+            StepError(redact_values(&e.to_string(), app))
+        })?;
+        run.steps[i].data["id"] = json!(id);
+        Ok(())
+    }
+
+    /// GETs the health path of the new container until it answers 2xx or 3xx,
+    /// at most `docker.health_retries` times; fails with the last answer and,
+    /// if the container died, its exit code and last log lines.
+    async fn check_health(
+        &self,
+        run: &JobRun,
+        app: &AppRecord,
+        host: &Host,
+    ) -> Result<(), StepError> {
+        let cfg = &self.docker.config;
+        let url = format!(
+            "http://{}:{}{}",
+            host.address,
+            self.job_upstream(run)?,
+            app.health_path
+        );
+        let http = reqwest::Client::builder()
+            .timeout(cfg.health_interval.max(Duration::from_secs(2)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| StepError(format!("cannot build the HTTP client: {e}")))?;
+        let name = self.job_container(run)?;
+        let mut last = String::new();
+        for attempt in 1..=cfg.health_retries {
+            match http.get(&url).send().await {
+                Ok(r) if r.status().is_success() || r.status().is_redirection() => return Ok(()),
+                Ok(r) => last = format!("answered {}", r.status().as_u16()),
+                Err(e) if e.is_timeout() => last = "did not answer in time".into(),
+                Err(_) => last = "refused the connection".into(),
+            }
+            if let Some(info) = host.containers.inspect(&name).await? {
+                if !info.running() && info.state != "restarting" && info.state != "created" {
+                    let logs = host.containers.logs(&name, 5).await.unwrap_or_default();
+                    return Err(StepError(format!(
+                        "the new container {} (exit code {}){}",
+                        info.state,
+                        info.exit_code.unwrap_or_default(),
+                        if logs.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; last log lines: {}",
+                                redact_values(&logs.join(" | "), app)
+                            )
+                        }
+                    )));
+                }
+            }
+            if attempt < cfg.health_retries {
+                tokio::time::sleep(cfg.health_interval).await;
+            }
+        }
+        Err(StepError(format!(
+            "GET {} on the new container {last} ({} tries, {} apart)",
+            app.health_path,
+            cfg.health_retries,
+            crate::chat::render::duration(cfg.health_interval)
+        )))
+    }
+
+    /// Moves traffic to the new container and records it as serving; the old
+    /// one is remembered in the step's data so a rollback can move it back.
+    async fn switch_route(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        app: &AppRecord,
+    ) -> Result<(), StepError> {
+        let new = self.job_container(run)?;
+        if run.steps[i].data.get("previous").is_none() {
+            run.steps[i].data["previous"] = json!({
+                "container": app.container,
+                "port": app.upstream_port,
+                "image": app.image,
+            });
+            self.checkpoint(run, i).await?;
+        }
+        let upstream = self.job_upstream(run)?;
+        self.publish_app_route(run, upstream).await?;
+        let image = app.next_image.clone().unwrap_or_else(|| app.image.clone());
+        self.store
+            .set_app_serving(run.env.id, new, upstream, image)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes the app's route to `upstream` if it has a domain and a router is configured.
+    async fn publish_app_route(&self, run: &mut JobRun, upstream: u16) -> Result<(), StepError> {
+        if run.env.domain.is_none() || self.publishers.router.is_none() {
+            return Ok(());
+        }
+        run.app_port = Some(upstream);
+        let result = self.publish_step(run, &Step::PublishRoute).await;
+        run.app_port = None;
+        result.map(|_| ())
+    }
+
+    /// Undoes an app step (rollback of a failed deploy or update).
+    pub(super) async fn undo_app_step(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        step: &Step,
+    ) -> Result<(), StepError> {
+        match step {
+            Step::CreateAppContainer => {
+                let app = self.app_of(run).await?;
+                let host = self.host_of(&app).await?;
+                let name = self.job_container(run)?;
+                host.containers
+                    .remove(&name, self.docker.config.stop_timeout)
+                    .await?;
+                self.store.release_app_port(host.key, name).await?;
+            }
+            Step::SwitchRoute => {
+                let Some(previous) = run.steps[i].data.get("previous").cloned() else {
+                    return Ok(());
+                };
+                let (Some(container), Some(port)) = (
+                    previous["container"].as_str(),
+                    previous["port"].as_u64().map(|p| p as u16),
+                ) else {
+                    return Ok(());
+                };
+                self.publish_app_route(run, port).await?;
+                let image = previous["image"].as_str().unwrap_or_default().to_string();
+                self.store
+                    .set_app_serving(run.env.id, container.to_string(), port, image)
+                    .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The port an app's route goes to: the one the step set, else the serving container's.
+    pub(super) async fn app_route_port(&self, run: &JobRun) -> Result<u16, StepError> {
+        if let Some(p) = run.app_port {
+            return Ok(p);
+        }
+        self.app_of(run)
+            .await?
+            .upstream_port
+            .ok_or_else(|| StepError("the app has no serving container yet".into()))
+    }
+
+    /// The line a finished app job ends with.
+    pub(super) async fn app_summary(&self, run: &JobRun) -> String {
+        let Ok(app) = self.app_of(run).await else {
+            return "done".into();
+        };
+        let url = run
+            .env
+            .domain
+            .as_deref()
+            .map(|d| format!(" — https://{d}"))
+            .unwrap_or_default();
+        match run.job.kind {
+            JobKind::Create => format!("running {} on {}{url}", app.image, app.host),
+            JobKind::Update => format!(
+                "now running {}{url}; the old container was removed",
+                app.image
+            ),
+            JobKind::Restart => "restarted".into(),
+            JobKind::Destroy => "removed; its quota is free again".into(),
+            _ => "done".into(),
+        }
+    }
+
+    /// After an update's rollback: the old container kept serving; say so.
+    pub(super) async fn app_update_failed(&self, run: &JobRun, reason: &str) -> String {
+        let _ = self.store.clear_next_image(run.env.id).await;
+        let serving = self
+            .app_of(run)
+            .await
+            .map(|a| a.image)
+            .unwrap_or_else(|_| "its old image".into());
+        format!(
+            "{reason}. The new container was removed; {} keeps serving {serving} from the old one.",
+            run.env.name
+        )
+    }
+}
+
+/// Replaces every variable value of `app` found in `text` (Docker errors may quote them).
+fn redact_values(text: &str, app: &AppRecord) -> String {
+    let mut out = text.to_string();
+    for value in app.vars.0.values().filter(|v| v.len() >= 4) {
+        out = out.replace(value.as_str(), REDACTED);
+    }
+    out
+}

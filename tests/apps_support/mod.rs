@@ -1,0 +1,348 @@
+//! Shared helpers of the `apps_*` integration tests: a real dockerd (Debian
+//! `docker.io`) started per test with its own socket, data root and exec root,
+//! touching nothing of the machine's network (`--iptables=false
+//! --ip-forward=false --bridge=none`; apps use the host's network on
+//! 127.0.0.1), test images built `FROM scratch` with busybox-static so no
+//! registry is needed, a real Caddy with a catch-all 404, and a Slipway
+//! configured for both. Everything is stopped and cleaned up on drop.
+
+#![allow(dead_code)]
+
+use crate::common::{Opts, Running, TestEnv};
+use crate::publish_support::{free_port, program, run, spawn, wait_until, Proc};
+use serde_json::json;
+use slipway::provider::docker::{ContainerInfo, DockerHosts, LABEL_APP_ID};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// The domain apps are published under in these tests.
+pub const DOMAIN: &str = "app.test.example";
+
+/// A dockerd of our own, stopped and unmounted on drop.
+pub struct Dockerd {
+    proc: Option<Proc>,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl Dockerd {
+    pub async fn start() -> Dockerd {
+        let dockerd = program("dockerd", "docker.io");
+        // A short path: a unix socket's path is limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("slw-dk")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let socket = dir.path().join("d.sock");
+        let mut cmd = Command::new(dockerd);
+        cmd.arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("exec"))
+            .arg("--pidfile")
+            .arg(dir.path().join("d.pid"))
+            .args([
+                "--iptables=false",
+                "--ip-forward=false",
+                "--bridge=none",
+                "--shutdown-timeout=2",
+            ]);
+        let mut proc = spawn("dockerd", cmd, dir.path().join("dockerd.log"));
+        let sock = socket.clone();
+        wait_until(&mut proc, Duration::from_secs(30), || {
+            let sock = sock.clone();
+            async move { ping(&sock).await }
+        })
+        .await;
+        Dockerd {
+            proc: Some(proc),
+            dir,
+            socket,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.socket.display())
+    }
+
+    fn cli(&self) -> Command {
+        let mut cmd = Command::new(program("docker", "docker.io"));
+        cmd.arg("-H").arg(self.url()).env("DOCKER_BUILDKIT", "0");
+        cmd
+    }
+
+    /// Builds the test images: `slipway-test/web:v1` and `:v2` serve
+    /// "$GREETING from vN" on $PORT (and log every request), `:broken` starts
+    /// but answers 404 to everything, so its health check fails.
+    pub fn build_images(&self) {
+        let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| {
+                panic!("busybox is not installed: apt-get install -y busybox-static")
+            });
+        let ctx = self.dir.path().join("ctx");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::copy(&busybox, ctx.join("busybox")).unwrap();
+        let serve = |version: &str| {
+            format!(
+                "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+                 RUN mkdir -p /www /empty /tmp\n\
+                 CMD [\"/bin/sh\", \"-c\", \"echo \\\"$GREETING from {version}\\\" > /www/index.html; exec httpd -f -v -p $PORT -h /www\"]\n"
+            )
+        };
+        let broken = "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n\
+                      RUN mkdir -p /empty\n\
+                      CMD [\"/bin/sh\", \"-c\", \"exec httpd -f -v -p $PORT -h /empty\"]\n";
+        for (tag, dockerfile) in [
+            ("v1", serve("v1")),
+            ("v2", serve("v2")),
+            ("broken", broken.to_string()),
+        ] {
+            let file = ctx.join(format!("Dockerfile.{tag}"));
+            std::fs::write(&file, dockerfile).unwrap();
+            run(self
+                .cli()
+                .args(["build", "--network", "none", "-q", "-t"])
+                .arg(format!("slipway-test/web:{tag}"))
+                .arg("-f")
+                .arg(&file)
+                .arg(&ctx));
+        }
+    }
+
+    /// Every container carrying the app's id label, running or not.
+    pub async fn app_containers(&self, docker: &DockerHosts, app_id: i64) -> Vec<ContainerInfo> {
+        docker
+            .host("local", None)
+            .unwrap()
+            .containers
+            .list(&[(LABEL_APP_ID, app_id.to_string())])
+            .await
+            .unwrap()
+    }
+
+    /// Every container on this dockerd.
+    pub fn all_containers(&self) -> Vec<String> {
+        let out = run(self.cli().args(["ps", "-a", "--format", "{{.Names}}"]));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            // SIGTERM: dockerd stops its containers and containerd before it exits.
+            let _ = Command::new("kill")
+                .args(["-TERM", &proc.child.id().to_string()])
+                .status();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = proc.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            drop(proc);
+        }
+        let netns = self.dir.path().join("exec/netns/default");
+        let _ = Command::new("umount").arg(&netns).status();
+    }
+}
+
+/// Docker's `GET /_ping` over the socket answers OK.
+async fn ping(socket: &Path) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::UnixStream::connect(socket).await else {
+        return false;
+    };
+    if s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf).await;
+    buf.contains("200 OK")
+}
+
+/// A real Caddy whose server `slipway` answers 404 "no route" unless a route matches.
+pub struct Caddy {
+    pub proc: Proc,
+    pub admin: String,
+    pub http_port: u16,
+}
+
+impl Caddy {
+    pub async fn start(dir: &Path) -> Caddy {
+        let caddy = program("caddy", "caddy");
+        let (admin_port, http_port) = (free_port(), free_port());
+        let config = json!({
+            "admin": { "listen": format!("127.0.0.1:{admin_port}") },
+            "apps": { "http": { "servers": { "slipway": {
+                "listen": [format!("127.0.0.1:{http_port}")],
+                "automatic_https": { "disable": true },
+                "routes": [{
+                    "@id": "catch-all",
+                    "handle": [{ "handler": "static_response", "status_code": 404, "body": "no route" }]
+                }]
+            } } } }
+        });
+        let file = dir.join("caddy.json");
+        std::fs::write(&file, config.to_string()).unwrap();
+        let mut cmd = Command::new(caddy);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&file)
+            .env("XDG_DATA_HOME", dir.join("data"))
+            .env("XDG_CONFIG_HOME", dir.join("config"))
+            .env("HOME", dir);
+        let mut proc = spawn("caddy", cmd, dir.join("caddy.log"));
+        let admin = format!("http://127.0.0.1:{admin_port}");
+        let probe = format!("{admin}/config/");
+        wait_until(&mut proc, Duration::from_secs(10), || {
+            let probe = probe.clone();
+            async move {
+                reqwest::get(&probe)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        Caddy {
+            proc,
+            admin,
+            http_port,
+        }
+    }
+
+    /// GETs / with the given Host; status and body.
+    pub async fn get(&self, host: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}/", self.http_port))
+            .header(reqwest::header::HOST, host)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+}
+
+/// `n` consecutive ports that are free on 127.0.0.1 now.
+pub fn free_range(n: u16) -> (u16, u16) {
+    for _ in 0..200 {
+        let first = free_port();
+        if first > u16::MAX - n {
+            continue;
+        }
+        let all_free =
+            (first..first + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return (first, first + n - 1);
+        }
+    }
+    panic!("no {n} consecutive free ports on 127.0.0.1");
+}
+
+/// Everything an apps test runs against.
+pub struct World {
+    pub dockerd: Dockerd,
+    pub caddy: Option<Caddy>,
+    pub env: TestEnv,
+}
+
+/// The `[docker]` section for `dockerd`, fast health checks and grace.
+pub fn docker_section(dockerd: &Dockerd) -> String {
+    let (first, last) = free_range(8);
+    format!(
+        r#"
+[docker]
+health_retries = 6
+health_interval = "250ms"
+grace = "300ms"
+stop_timeout = "2s"
+default_memory_mb = 64
+
+[[docker.hosts]]
+name = "local"
+url = "{url}"
+address = "127.0.0.1"
+network = "host"
+ports = "{first}-{last}"
+teams = ["web"]
+"#,
+        url = dockerd.url()
+    )
+}
+
+impl World {
+    /// dockerd with the test images, optionally Caddy, and a configured Slipway.
+    pub async fn new(with_caddy: bool, mut opts: Opts) -> World {
+        let dockerd = Dockerd::start().await;
+        dockerd.build_images();
+        let caddy = if with_caddy {
+            Some(Caddy::start(dockerd.dir.path()).await)
+        } else {
+            None
+        };
+        let mut extra = docker_section(&dockerd);
+        if let Some(c) = &caddy {
+            extra.push_str(&format!(
+                "\n[publish]\nrouter = \"caddy-api\"\nzones = [\"test.example\"]\n[publish.caddy_api]\nadmin_url = \"{}\"\nserver = \"slipway\"\n",
+                c.admin
+            ));
+        }
+        opts.provision = false;
+        opts.extra.push_str(&extra);
+        let env = TestEnv::new(opts);
+        World {
+            dockerd,
+            caddy,
+            env,
+        }
+    }
+
+    pub fn caddy(&self) -> &Caddy {
+        self.caddy.as_ref().expect("this test started Caddy")
+    }
+}
+
+/// The id of the app (its environment row) called `name`.
+pub async fn app_id(s: &Running, name: &str) -> i64 {
+    s.env(name).await.id
+}
+
+/// Every text the chat sink saw, joined.
+pub fn everything_said(s: &Running) -> String {
+    s.sink
+        .all()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits until `check` holds (at most 10 s), polling every 100 ms.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what} did not happen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
