@@ -39,6 +39,9 @@ struct RawConfig {
     teams: Vec<RawTeam>,
     #[serde(default)]
     console: RawConsole,
+    /// The Matrix adapter (see `chat::matrix::config`).
+    #[serde(default)]
+    matrix: Option<crate::chat::matrix::config::RawMatrix>,
 }
 
 fn default_db() -> String {
@@ -298,6 +301,8 @@ pub struct Config {
     pub teams: Vec<Team>,
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
+    /// The Matrix adapter runs when this is set.
+    pub matrix: Option<crate::chat::matrix::config::MatrixConfig>,
 }
 
 impl Config {
@@ -488,6 +493,9 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         ));
     }
     check_overlaps(&teams, f, problems);
+    let matrix = raw
+        .matrix
+        .map(|m| crate::chat::matrix::config::validate(m, base, f, problems));
     Config {
         file: path.to_path_buf(),
         database: resolve(base, &raw.database),
@@ -502,6 +510,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         teams,
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,
+        matrix,
     }
 }
 

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use slipway::app::{self, App};
 use slipway::chat::console::{self, ConsoleSink};
+use slipway::chat::matrix::MatrixAdapter;
 use slipway::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -178,7 +179,26 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    app.start(Vec::new());
+    let mut sinks = Vec::new();
+    let matrix = match app.config.matrix.clone() {
+        Some(cfg) => match MatrixAdapter::connect(cfg).await {
+            Ok(adapter) => {
+                sinks.push(adapter.sink());
+                Some(adapter)
+            }
+            Err(e) => {
+                eprintln!("slipway: Matrix: {e}");
+                app.shutdown(Duration::from_secs(5)).await;
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    app.start(sinks);
+    if let Some(adapter) = matrix {
+        adapter.spawn(app.dispatcher(), &app.tracker, app.cancel.clone());
+        tracing::info!("Matrix adapter is listening");
+    }
     match app.serve_http().await {
         Ok(Some(addr)) => tracing::info!(%addr, "serving /healthz and /metrics"),
         Ok(None) => {}

@@ -4,6 +4,7 @@
 //! and edits messages. Adapters translate; they decide nothing.
 
 pub mod console;
+pub mod matrix;
 pub mod notifier;
 pub mod render;
 
