@@ -181,7 +181,7 @@ async fn run(path: &Path) -> ExitCode {
     };
     let mut sinks = Vec::new();
     let matrix = match app.config.matrix.clone() {
-        Some(cfg) => match MatrixAdapter::connect(cfg).await {
+        Some(cfg) => match MatrixAdapter::connect(cfg, &app.catalog).await {
             Ok(adapter) => {
                 sinks.push(adapter.sink());
                 Some(adapter)

@@ -14,6 +14,7 @@ use slipway::dispatch::Dispatcher;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "slipway-test-shared-secret";
@@ -593,10 +594,15 @@ pub struct Bot {
 
 impl Bot {
     pub async fn start(t: &TestEnv) -> Bot {
+        Self::start_with_clock(t, Arc::new(slipway::clock::SystemClock)).await
+    }
+
+    /// Like `start`, with a clock the test controls.
+    pub async fn start_with_clock(t: &TestEnv, clock: Arc<dyn slipway::clock::Clock>) -> Bot {
         let config = t.config();
         let matrix = config.matrix.clone().expect("a [matrix] section");
-        let app = App::build(config).expect("build the app");
-        let adapter = MatrixAdapter::connect(matrix)
+        let app = App::build_with_clock(config, clock).expect("build the app");
+        let adapter = MatrixAdapter::connect(matrix, &app.catalog)
             .await
             .unwrap_or_else(|e| panic!("the bot cannot connect: {e}"));
         app.start(vec![adapter.sink()]);
@@ -606,6 +612,11 @@ impl Bot {
             app: Some(app),
             dispatcher,
         }
+    }
+
+    /// Makes the lifetime scheduler look at the clock now.
+    pub fn wake_scheduler(&self) {
+        self.app.as_ref().unwrap().schedule.notify_one();
     }
 
     pub async fn stop(mut self) {

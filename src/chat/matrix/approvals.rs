@@ -10,7 +10,7 @@
 //! values), so reactions and edits still work after a restart.
 
 use super::inbound::{actor, post};
-use super::sink::{notice, replacement, MatrixSink};
+use super::sink::{notice, replacement};
 use super::Shared;
 use crate::chat::{Inbound, Reply, ReplyTo};
 use crate::domain::team::{Actor, Platform};
@@ -63,7 +63,7 @@ pub(crate) async fn post_card(
     );
     let mut content = notice(&text, None);
     content[CARD_FIELD] = id.into();
-    let sink = MatrixSink::new(client.clone());
+    let sink = shared.sink(client);
     let event = match sink.send_patiently(&room, content, 5).await {
         Ok(e) => e.to_string(),
         Err(e) => {
@@ -156,13 +156,7 @@ pub(crate) async fn on_reaction(
         tracing::info!(request = id, user = %inbound.actor.user_id, reply = %reply.text, "reaction on an approval card ignored");
         return;
     }
-    post(
-        &shared,
-        &MatrixSink::new(client.clone()),
-        &here,
-        &reply.text,
-    )
-    .await;
+    post(&shared, &shared.sink(&client), &here, &reply.text).await;
     after_decision(&shared, &client, id, &inbound.actor, &reply).await;
 }
 
@@ -185,7 +179,7 @@ pub(crate) async fn after_decision(
     if reply.job.is_none() && reply.private {
         return;
     }
-    let sink = MatrixSink::new(client.clone());
+    let sink = shared.sink(client);
     if let Ok(Some(bytes)) = client.state_store().get_custom_value(&card_key(id)).await {
         if let Ok(card) = serde_json::from_slice::<Card>(&bytes) {
             let verdict = if a.state == "approved" {

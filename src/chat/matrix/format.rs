@@ -32,6 +32,20 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The command prefix and the command groups, for [`localize`].
+#[derive(Debug, Clone, Default)]
+pub struct Words {
+    pub prefix: String,
+    pub groups: Vec<String>,
+}
+
+impl Words {
+    /// `text` with commands as Matrix users type them.
+    pub fn localize(&self, text: &str) -> String {
+        localize(text, &self.prefix, &self.groups)
+    }
+}
+
 /// Rewrites `/group` (a known command group, at the start of a word) to
 /// `PREFIXgroup`, so replies show commands as Matrix users type them.
 pub fn localize(text: &str, prefix: &str, groups: &[String]) -> String {

@@ -49,7 +49,7 @@ pub(crate) async fn on_message(
         thread,
     };
     let actor = actor(&room, &ev.sender).await;
-    let sink = MatrixSink::new(client.clone());
+    let sink = shared.sink(&client);
     let routed = threads::route(&shared, &sink, &actor, &line, &here).await;
     let inbound = Inbound {
         actor,

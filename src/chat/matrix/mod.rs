@@ -20,6 +20,7 @@ pub mod inbound;
 pub mod sink;
 pub mod threads;
 
+use crate::catalog::Catalog;
 use crate::chat::ChatSink;
 use crate::dispatch::Dispatcher;
 use client::ConnectError;
@@ -39,6 +40,7 @@ pub struct MatrixAdapter {
     started: MilliSecondsSinceUnixEpoch,
     approval_room: Option<OwnedRoomId>,
     status_room: Option<OwnedRoomId>,
+    words: Arc<format::Words>,
 }
 
 /// What the event handlers share. It holds no [`Client`]: handlers get theirs
@@ -50,8 +52,8 @@ pub(crate) struct Shared {
     pub started: MilliSecondsSinceUnixEpoch,
     pub approval_room: Option<OwnedRoomId>,
     pub status_room: Option<OwnedRoomId>,
-    /// Command group names, for writing `/env` as `!env` in replies.
-    pub groups: Vec<String>,
+    /// For writing `/env` as `!env` in replies.
+    pub words: Arc<format::Words>,
 }
 
 impl Shared {
@@ -62,14 +64,26 @@ impl Shared {
 
     /// Shared wording with commands in this adapter's prefix.
     pub fn localize(&self, text: &str) -> String {
-        format::localize(text, &self.cfg.prefix, &self.groups)
+        self.words.localize(text)
+    }
+
+    /// A sink on `client` that writes commands as this adapter's users type them.
+    pub fn sink(&self, client: &Client) -> sink::MatrixSink {
+        sink::MatrixSink::new(client.clone(), self.words.clone())
     }
 }
 
 impl MatrixAdapter {
     /// Logs in (or restores the session), catches up without handling
     /// anything, resolves the configured rooms and joins pending invites.
-    pub async fn connect(cfg: MatrixConfig) -> Result<MatrixAdapter, ConnectError> {
+    pub async fn connect(
+        cfg: MatrixConfig,
+        catalog: &Catalog,
+    ) -> Result<MatrixAdapter, ConnectError> {
+        let words = Arc::new(format::Words {
+            prefix: cfg.prefix.clone(),
+            groups: catalog.groups.iter().map(|g| g.name.clone()).collect(),
+        });
         let started = MilliSecondsSinceUnixEpoch::now();
         let client = client::connect(&cfg).await?;
         let approval_room = match &cfg.approval_room {
@@ -91,22 +105,20 @@ impl MatrixAdapter {
             started,
             approval_room,
             status_room,
+            words,
         })
     }
 
     /// The sink the notifier and scheduler post through.
     pub fn sink(&self) -> Arc<dyn ChatSink> {
-        Arc::new(sink::MatrixSink::new(self.client.clone()))
+        Arc::new(sink::MatrixSink::new(
+            self.client.clone(),
+            self.words.clone(),
+        ))
     }
 
     /// Registers the event handlers and runs the sync loop until `cancel`.
     pub fn spawn(self, dispatcher: Dispatcher, tracker: &TaskTracker, cancel: CancellationToken) {
-        let groups = dispatcher
-            .catalog
-            .groups
-            .iter()
-            .map(|g| g.name.clone())
-            .collect();
         let auto_join = self.cfg.auto_join;
         self.client.add_event_handler_context(Arc::new(Shared {
             cfg: self.cfg,
@@ -114,7 +126,7 @@ impl MatrixAdapter {
             started: self.started,
             approval_room: self.approval_room,
             status_room: self.status_room,
-            groups,
+            words: self.words,
         }));
         self.client.add_event_handler(inbound::on_message);
         self.client.add_event_handler(approvals::on_reaction);

@@ -5,7 +5,7 @@
 //! matrix-sdk: it becomes [`ChatError::RateLimited`] with the homeserver's
 //! Retry-After, so the notifier waits and sends only the newest state.
 
-use super::format;
+use super::format::{self, Words};
 use crate::chat::{ChatError, ChatSink, MessageRef, ReplyTo};
 use crate::domain::team::Platform;
 use async_trait::async_trait;
@@ -14,6 +14,7 @@ use matrix_sdk::ruma::api::error::{ErrorKind, RetryAfter};
 use matrix_sdk::ruma::{OwnedEventId, RoomId};
 use matrix_sdk::{Client, Room};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// When the homeserver says "too fast" without saying for how long.
@@ -23,11 +24,12 @@ const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct MatrixSink {
     client: Client,
+    words: Arc<Words>,
 }
 
 impl MatrixSink {
-    pub fn new(client: Client) -> Self {
-        MatrixSink { client }
+    pub fn new(client: Client, words: Arc<Words>) -> Self {
+        MatrixSink { client, words }
     }
 
     fn room(&self, id: &str) -> Result<Room, ChatError> {
@@ -126,7 +128,10 @@ impl ChatSink for MatrixSink {
 
     async fn send(&self, to: &ReplyTo, text: &str) -> Result<MessageRef, ChatError> {
         let id = self
-            .send_content(&to.channel, notice(text, to.thread.as_deref()))
+            .send_content(
+                &to.channel,
+                notice(&self.words.localize(text), to.thread.as_deref()),
+            )
             .await?;
         Ok(MessageRef {
             platform: Platform::Matrix,
@@ -136,9 +141,12 @@ impl ChatSink for MatrixSink {
     }
 
     async fn edit(&self, msg: &MessageRef, text: &str) -> Result<(), ChatError> {
-        self.send_content(&msg.channel, replacement(&msg.id, text))
-            .await
-            .map(|_| ())
+        self.send_content(
+            &msg.channel,
+            replacement(&msg.id, &self.words.localize(text)),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
