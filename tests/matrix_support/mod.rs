@@ -405,6 +405,14 @@ impl Person {
             .unwrap_or_default()
     }
 
+    /// This user's devices (sessions).
+    pub async fn devices(&self) -> Vec<Value> {
+        let v = self
+            .call(reqwest::Method::GET, "/_matrix/client/v3/devices", None)
+            .await;
+        v["devices"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Lifts (Synapse admin API) every message rate limit of `user`.
     pub async fn lift_rate_limit(&self, user: &str) {
         self.call(

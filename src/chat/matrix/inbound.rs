@@ -59,7 +59,10 @@ pub(crate) async fn on_message(
     };
     let deciding = approvals::decided_by_command(&shared, &inbound.text);
     let reply = shared.dispatcher.handle(&inbound).await;
-    post(&shared, &sink, &here, &reply.text).await;
+    // A thread started in this very room gets the answer; once is enough.
+    if !(routed.new_thread && routed.reply_to.channel == here.channel) {
+        post(&shared, &sink, &here, &reply.text).await;
+    }
     if routed.new_thread {
         threads::after_create(&shared, &sink, &routed.reply_to, &reply).await;
     }
