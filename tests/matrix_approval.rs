@@ -205,3 +205,38 @@ async fn a_typed_deny_with_a_reason_edits_the_card_too() {
     assert!(edited.text.contains("budget is spent"), "{}", edited.text);
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_power_level_binding_counts_only_in_its_room() {
+    let w = World::new(Limits::Raised).await;
+    let t = TestEnv::new(one_environment());
+    w.configure(&t, false);
+    // alice is an admin by her power level in the admin room, not by her id.
+    t.edit_config(
+        &format!(r#"matrix = ["{}"] }}"#, w.alice.user_id),
+        &format!(r#"matrix = ["room:{}/power:100"] }}"#, w.admin_room),
+    );
+    let bot = Bot::start(&t).await;
+    bot_joined(&w, &w.room).await;
+    bot_joined(&w, &w.admin_room).await;
+    let (id, card) = request_over_quota(&w, &bot).await;
+
+    // She has power 100 in the request's room too, but that room is not bound.
+    w.alice.say(&w.room, &format!("!approve {id}")).await;
+    let refused = wait_message(&w.alice, &w.room, &w.bot.user_id, "the refusal", |m| {
+        m.text.starts_with("⛔")
+    })
+    .await;
+    assert!(
+        refused.text.contains("for team admins only"),
+        "{}",
+        refused.text
+    );
+
+    w.alice.react(&w.admin_room, &card.event_id, "✅").await;
+    wait_message(&w.bob, &w.room, &w.bot.user_id, "two created", |m| {
+        m.text.starts_with("✅ create two")
+    })
+    .await;
+    bot.stop().await;
+}

@@ -122,3 +122,27 @@ async fn someone_in_no_team_is_told_so_and_nothing_is_created() {
     assert!(t.pve.guests().await.is_empty());
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_with_an_access_token_answers_as_that_device() {
+    let w = World::new(Limits::Raised).await;
+    let t = TestEnv::new(Opts::default());
+    w.configure(&t, false);
+    std::fs::write(t.dir.path().join("matrix-token"), &w.bot.token).unwrap();
+    t.edit_config(
+        r#"password_file = "matrix-password""#,
+        r#"access_token_file = "matrix-token""#,
+    );
+    let bot = Bot::start(&t).await;
+    bot_joined(&w, &w.room).await;
+
+    w.bob.say(&w.room, "!help").await;
+
+    wait_message(&w.bob, &w.room, &w.bot.user_id, "the help reply", |m| {
+        m.text.starts_with("Commands:")
+    })
+    .await;
+    // No new login: the token's own device is the bot's only one.
+    assert_eq!(w.bot.devices().await.len(), 1);
+    bot.stop().await;
+}

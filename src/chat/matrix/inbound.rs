@@ -112,23 +112,35 @@ pub(crate) async fn actor(room: &Room, user: &UserId) -> Actor {
         _ => None,
     }
     .unwrap_or_else(|| user.to_string());
-    let mut roles = vec![user.to_string(), format!("room:{}", room.room_id())];
-    match room.get_user_power_level(user).await {
-        Ok(UserPowerLevel::Int(level)) => roles.push(format!("power:{level}")),
+    let levels: &[&str] = match room.get_user_power_level(user).await {
+        Ok(UserPowerLevel::Int(level)) => &[&level.to_string()],
         // A room creator (room version 12 on) outranks everyone: bound like 100.
-        Ok(UserPowerLevel::Infinite) => {
-            roles.push("power:creator".into());
-            roles.push("power:100".into());
+        Ok(UserPowerLevel::Infinite) => &["creator", "100"],
+        Ok(_) => &[],
+        Err(e) => {
+            tracing::debug!(error = %e, "no power levels for the sender");
+            &[]
         }
-        Ok(_) => {}
-        Err(e) => tracing::debug!(error = %e, "no power levels for the sender"),
-    }
+    };
     Actor {
         platform: Platform::Matrix,
         user_id: user.to_string(),
         display,
-        roles,
+        roles: roles(user.as_str(), room.room_id().as_str(), levels),
     }
+}
+
+/// The roles of `user` in `room` with these power levels: the user id,
+/// `room:ROOM`, `power:LEVEL`, and `room:ROOM/power:LEVEL` — the scoped form,
+/// since anyone can create a room of their own, invite the bot and hold
+/// power 100 there.
+pub(crate) fn roles(user: &str, room: &str, levels: &[&str]) -> Vec<String> {
+    let mut roles = vec![user.to_string(), format!("room:{room}")];
+    for level in levels {
+        roles.push(format!("power:{level}"));
+        roles.push(format!("room:{room}/power:{level}"));
+    }
+    roles
 }
 
 /// A reply that was refused (⛔) or failed, as opposed to one that did something.
@@ -157,6 +169,14 @@ mod tests {
         assert_eq!(command_line("hello !env list", "!"), None);
         assert_eq!(command_line("!", "!"), None);
         assert_eq!(command_line("!!env list", "!"), None);
+    }
+
+    #[test]
+    fn power_comes_plain_and_scoped_to_the_room() {
+        assert_eq!(
+            roles("@a:x", "!r:x", &["50"]),
+            vec!["@a:x", "room:!r:x", "power:50", "room:!r:x/power:50"]
+        );
     }
 
     #[test]
