@@ -69,6 +69,13 @@ async fn the_environment_thread_receives_its_lifecycle_events() {
     w.bob.say(&w.room, "!env stop shop").await;
     in_thread(&w, &root, "✅ stop shop").await;
 
+    // A command written in the thread is answered there.
+    w.bob
+        .say_in_thread(&w.status_room, &root.event_id, "!env info shop")
+        .await;
+    let info = in_thread(&w, &root, "shop — stopped").await;
+    assert!(info.text.contains("owner bob"), "{}", info.text);
+
     // The reminder, a day before expiry.
     clock.advance(2 * D + 60);
     bot.wake_scheduler();

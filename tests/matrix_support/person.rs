@@ -131,6 +131,17 @@ impl Person {
         .await
     }
 
+    /// Sends a text message into the thread of `root`.
+    pub async fn say_in_thread(&self, room: &str, root: &str, text: &str) -> String {
+        self.send(
+            room,
+            "m.room.message",
+            json!({"msgtype": "m.text", "body": text,
+                   "m.relates_to": {"rel_type": "m.thread", "event_id": root}}),
+        )
+        .await
+    }
+
     pub async fn react(&self, room: &str, event: &str, key: &str) -> String {
         self.send(
             room,

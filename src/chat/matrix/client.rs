@@ -30,8 +30,11 @@ pub enum ConnectError {
     WrongUser { configured: String, actual: String },
     #[error("the homeserver gave no device id for the access token; log in with a password once instead")]
     NoDevice,
-    #[error("the first sync with the homeserver failed: {0}")]
-    Sync(Box<matrix_sdk::Error>),
+    #[error("the first sync with the homeserver failed: {source}; if the bot's session was logged out, remove {store} so that it logs in again (as a new device)")]
+    Sync {
+        source: Box<matrix_sdk::Error>,
+        store: String,
+    },
     #[error("cannot keep the session in {path}: {source}")]
     Session {
         path: String,
@@ -79,7 +82,10 @@ pub async fn connect(cfg: &MatrixConfig) -> Result<Client, ConnectError> {
     client
         .sync_once(SyncSettings::default().timeout(Duration::ZERO))
         .await
-        .map_err(|e| ConnectError::Sync(Box::new(e)))?;
+        .map_err(|e| ConnectError::Sync {
+            source: Box::new(e),
+            store: cfg.store_dir.display().to_string(),
+        })?;
     tracing::info!(user = %cfg.user_id, device = ?client.device_id(), "connected to Matrix");
     Ok(client)
 }
