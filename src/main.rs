@@ -167,7 +167,9 @@ async fn console_cmd(path: &Path, user: Option<&str>) -> ExitCode {
 }
 
 async fn run(path: &Path) -> ExitCode {
-    init_tracing("info");
+    // matrix-sdk logs every failed request at ERROR, expected 404s too; the
+    // Matrix adapter logs the failures that matter, with their context.
+    init_tracing("info,matrix_sdk::http_client=off,matrix_sdk_crypto::backups=error");
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,

@@ -146,3 +146,34 @@ async fn a_bot_with_an_access_token_answers_as_that_device() {
     assert_eq!(w.bot.devices().await.len(), 1);
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slipway_run_starts_the_matrix_adapter_and_stops_on_sigterm() {
+    let w = World::new(Limits::Raised).await;
+    let t = TestEnv::new(Opts::default());
+    w.configure(&t, false);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["run", "--config"])
+        .arg(&t.config_path)
+        .env(
+            "SLIPWAY_LOG",
+            std::env::var("SLIPWAY_LOG").unwrap_or_else(|_| "off".into()),
+        )
+        .spawn()
+        .unwrap();
+    bot_joined(&w, &w.room).await;
+
+    w.bob.say(&w.room, "!help").await;
+    wait_message(&w.bob, &w.room, &w.bot.user_id, "the help reply", |m| {
+        m.text.starts_with("Commands:")
+    })
+    .await;
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "slipway run exited with {status}");
+}
