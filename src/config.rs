@@ -49,6 +49,9 @@ struct RawConfig {
     /// The Discord adapter; absent: Slipway does not speak on Discord.
     #[serde(default)]
     discord: Option<crate::chat::discord::config::RawDiscord>,
+    /// The Matrix adapter (see `chat::matrix::config`).
+    #[serde(default)]
+    matrix: Option<crate::chat::matrix::config::RawMatrix>,
 }
 
 fn default_db() -> String {
@@ -383,6 +386,8 @@ pub struct Config {
     pub console_users: BTreeMap<String, Vec<String>>,
     pub console_default_user: Option<String>,
     pub discord: Option<crate::chat::discord::config::DiscordConfig>,
+    /// The Matrix adapter runs when this is set.
+    pub matrix: Option<crate::chat::matrix::config::MatrixConfig>,
 }
 
 impl Config {
@@ -600,6 +605,9 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
     let team_names: Vec<String> = raw.teams.iter().map(|t| t.name.clone()).collect();
     let docker =
         crate::provider::docker::config::validate(raw.docker, base, f, &team_names, problems);
+    let matrix = raw
+        .matrix
+        .map(|m| crate::chat::matrix::config::validate(m, base, f, problems));
     Config {
         file: path.to_path_buf(),
         database: resolve(base, &raw.database),
@@ -618,6 +626,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
         console_users: raw.console.users,
         console_default_user: raw.console.default_user,
         discord,
+        matrix,
     }
 }
 

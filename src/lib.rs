@@ -7,8 +7,8 @@
 //!
 //! The flow is the architecture; each stage has its module:
 //!
-//! 1. **chat event → adapter** — [`chat::console`], [`chat::discord`] (and the
-//!    Matrix adapter) turn a platform's message into an [`chat::Inbound`].
+//! 1. **chat event → adapter** — [`chat::console`], [`chat::discord`] and
+//!    [`chat::matrix`] turn a platform's message into an [`chat::Inbound`].
 //! 2. **invocation** — [`catalog`] parses the line with the definitions from
 //!    `commands/*.toml` into a typed [`catalog::command::Invocation`].
 //! 3. **policy** — [`dispatch`] finds the actor's team ([`domain::team`]),

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use slipway::app::{self, App};
 use slipway::chat::console::{self, ConsoleSink};
+use slipway::chat::matrix::MatrixAdapter;
 use slipway::config::Config;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -186,7 +187,9 @@ async fn console_cmd(path: &Path, user: Option<&str>) -> ExitCode {
 }
 
 async fn run(path: &Path) -> ExitCode {
-    init_tracing("info");
+    // matrix-sdk logs every failed request at ERROR, expected 404s too; the
+    // Matrix adapter logs the failures that matter, with their context.
+    init_tracing("info,matrix_sdk::http_client=off,matrix_sdk_crypto::backups=error");
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -206,13 +209,32 @@ async fn run(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    app.start(discord.iter().map(|d| d.sink()).collect());
+    let mut sinks: Vec<_> = discord.iter().map(|d| d.sink()).collect();
+    let matrix = match app.config.matrix.clone() {
+        Some(cfg) => match MatrixAdapter::connect(cfg, &app.catalog).await {
+            Ok(adapter) => {
+                sinks.push(adapter.sink());
+                Some(adapter)
+            }
+            Err(e) => {
+                eprintln!("slipway: Matrix: {e}");
+                app.shutdown(Duration::from_secs(5)).await;
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    app.start(sinks);
     if let Some(discord) = &discord {
         if let Err(e) = discord.start(&app).await {
             eprintln!("slipway: {e:#}");
             app.shutdown(Duration::from_secs(5)).await;
             return ExitCode::from(1);
         }
+    }
+    if let Some(adapter) = matrix {
+        adapter.spawn(app.dispatcher(), &app.tracker, app.cancel.clone());
+        tracing::info!("Matrix adapter is listening");
     }
     match app.serve_http().await {
         Ok(Some(addr)) => tracing::info!(%addr, "serving /healthz and /metrics"),

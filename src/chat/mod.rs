@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod discord;
+pub mod matrix;
 pub mod notifier;
 pub mod render;
 
