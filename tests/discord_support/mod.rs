@@ -230,7 +230,7 @@ api_proxy = "{proxy}"
         proxy = rest.url,
         extra = setup.extra,
     );
-    std::fs::write(&env.config_path, text + &section).unwrap();
+    std::fs::write(&env.config_path, format!("{text}{section}")).unwrap();
 }
 
 impl DiscordEnv {
