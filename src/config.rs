@@ -417,12 +417,35 @@ impl Config {
     }
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
+/// A path from the configuration, relative to the configuration file's directory.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()
     } else {
         base.join(p)
+    }
+}
+
+/// Reads the secret `{section}.{key}` from the environment variable named by
+/// `{key}_env` or the file named by `{key}_file` (trimmed). Ok(None): neither is
+/// set. The error names the key and says what to do; it never holds the value.
+pub fn secret_source(
+    section: &str,
+    key: &str,
+    env: Option<&str>,
+    file: Option<&str>,
+    base: &Path,
+) -> Result<Option<String>, String> {
+    match (env, file) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(format!("{section}: give {key}_env or {key}_file, not both")),
+        (Some(var), None) => std::env::var(var).map(Some).map_err(|_| {
+            format!("{section}.{key}_env: the environment variable {var} is not set; export it with the {key}")
+        }),
+        (None, Some(f)) => std::fs::read_to_string(resolve(base, f))
+            .map(|s| Some(s.trim().to_string()))
+            .map_err(|e| format!("{section}.{key}_file: cannot read {f}: {e}")),
     }
 }
 
@@ -442,15 +465,11 @@ fn read_secret(
     file: &str,
     problems: &mut Vec<Problem>,
 ) -> SecretString {
-    let value = match (&raw.token_secret_env, &raw.token_secret_file) {
-        (Some(var), None) => std::env::var(var).map_err(|_| {
-            format!("proxmox.token_secret_env: the environment variable {var} is not set; export it with the API token's secret")
-        }),
-        (None, Some(f)) => std::fs::read_to_string(resolve(base, f))
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("proxmox.token_secret_file: cannot read {f}: {e}")),
-        (Some(_), Some(_)) => Err("proxmox: give token_secret_env or token_secret_file, not both".into()),
-        (None, None) => Err("proxmox: the token secret is missing; set token_secret_env (an environment variable's name) or token_secret_file".into()),
+    let env = raw.token_secret_env.as_deref();
+    let value = match secret_source("proxmox", "token_secret", env, raw.token_secret_file.as_deref(), base) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err("proxmox: the token secret is missing; set token_secret_env (an environment variable's name) or token_secret_file".to_string()),
+        Err(e) => Err(e),
     };
     match value {
         Ok(v) if !v.is_empty() => SecretString::from(v),

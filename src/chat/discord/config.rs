@@ -8,7 +8,7 @@ use crate::catalog::Problem;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 #[derive(Debug, Deserialize)]
@@ -89,15 +89,6 @@ pub struct DiscordConfig {
     pub channel_burst: u32,
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// Reads a secret from `key_env` or `key_file`; None (with a problem) if neither works.
 fn secret(
     key: &str,
@@ -107,19 +98,12 @@ fn secret(
     file: &str,
     problems: &mut Vec<Problem>,
 ) -> Option<SecretString> {
-    let value = match (env, file_name) {
-        (Some(var), None) => std::env::var(var).map_err(|_| {
-            format!("discord.{key}_env: the environment variable {var} is not set; export it")
-        }),
-        (None, Some(f)) => std::fs::read_to_string(resolve(base, f))
-            .map(|s| s.trim().to_string())
-            .map_err(|e| format!("discord.{key}_file: cannot read {f}: {e}")),
-        (Some(_), Some(_)) => Err(format!(
-            "discord: give {key}_env or {key}_file, not both"
-        )),
-        (None, None) => Err(format!(
+    let value = match crate::config::secret_source("discord", key, env.as_deref(), file_name.as_deref(), base) {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(format!(
             "discord: the {key} is missing; set {key}_env (an environment variable's name) or {key}_file"
         )),
+        Err(e) => Err(e),
     };
     match value {
         Ok(v) if !v.is_empty() => Some(SecretString::from(v)),

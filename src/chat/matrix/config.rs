@@ -4,6 +4,7 @@
 //! itself, and is held as a [`SecretString`] that does not print.
 
 use crate::catalog::Problem;
+use crate::config::resolve;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -80,35 +81,13 @@ pub struct MatrixConfig {
     pub device_name: String,
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 fn secret_from(
     kind: &str,
     env: &Option<String>,
     file: &Option<String>,
     base: &Path,
 ) -> Option<Result<String, String>> {
-    match (env, file) {
-        (None, None) => None,
-        (Some(_), Some(_)) => Some(Err(format!(
-            "matrix: give {kind}_env or {kind}_file, not both"
-        ))),
-        (Some(var), None) => Some(std::env::var(var).map_err(|_| {
-            format!("matrix.{kind}_env: the environment variable {var} is not set; export it with the bot's {kind}")
-        })),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(resolve(base, f))
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("matrix.{kind}_file: cannot read {f}: {e}")),
-        ),
-    }
+    crate::config::secret_source("matrix", kind, env.as_deref(), file.as_deref(), base).transpose()
 }
 
 fn credential(raw: &RawMatrix, base: &Path) -> Result<Credential, String> {

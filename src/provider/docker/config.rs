@@ -18,6 +18,7 @@
 //! ```
 
 use crate::catalog::Problem;
+use crate::config::resolve;
 use serde::Deserialize;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -190,15 +191,6 @@ pub struct DockerConfig {
     pub default_port: u16,
     pub env_port: u16,
     pub env_tls: Option<Tls>,
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 fn duration(raw: &str, key: &str, f: &str, problems: &mut Vec<Problem>) -> Duration {
