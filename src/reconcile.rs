@@ -7,7 +7,7 @@
 //! inside Slipway's VMID ranges and only with its tag. A container without the
 //! tag is never touched.
 
-use crate::chat::{announce, Sinks};
+use crate::chat::{announce, Announcement, AnnouncementKind, Sinks};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::lifecycle::EnvState;
@@ -103,7 +103,12 @@ impl Reconciler {
                 }
                 None => format!("✅ {} matches Proxmox again.", env.name),
             };
-            announce(&self.sinks, Some(&env.announce_to_or_default()), &text).await;
+            let a = Announcement {
+                text,
+                env_id: env.id,
+                kind: AnnouncementKind::Notice,
+            };
+            announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
         }
         Ok(())
     }

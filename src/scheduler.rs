@@ -4,7 +4,7 @@
 //! overdue teardowns run at once and at most one catch-up reminder is sent per
 //! environment; a claimed reminder is never sent twice.
 
-use crate::chat::{announce, render, Sinks};
+use crate::chat::{announce, render, Announcement, AnnouncementKind, Sinks};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::lifecycle::{plan, CreateOptions, EnvState, JobKind};
@@ -96,7 +96,12 @@ impl Scheduler {
                         env.name,
                         render::relative(env.expires_at, now)
                     );
-                    announce(&self.sinks, Some(&env.announce_to_or_default()), &text).await;
+                    let a = Announcement {
+                        text,
+                        env_id: env.id,
+                        kind: AnnouncementKind::Notice,
+                    };
+                    announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
                 }
                 // A job of its own runs: the next look tries again.
                 Enqueued::Busy(_) | Enqueued::Duplicate(_) | Enqueued::WrongState(_) => {}
@@ -128,7 +133,12 @@ impl Scheduler {
                 r.env_name,
                 r.env_name
             );
-            announce(&self.sinks, r.announce_to.as_deref(), &text).await;
+            let a = Announcement {
+                text,
+                env_id: r.env_id,
+                kind: AnnouncementKind::Reminder,
+            };
+            announce(&self.sinks, r.announce_to.as_deref(), &a).await;
         }
         Ok(())
     }

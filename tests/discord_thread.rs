@@ -163,3 +163,89 @@ async fn the_thread_follows_an_environment_from_request_to_teardown() {
     assert_eq!(archive.body, json!({"archived": true}));
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_in_the_thread_offers_extend_and_destroy_now() {
+    let d = DiscordEnv::start(Setup::default()).await;
+    // A lifetime just over the 1 h reminder: it falls due a second after ready.
+    d.interact(&command(
+        &bob(),
+        "env",
+        "create",
+        &[
+            ("profile", 3, json!("ci-app")),
+            ("name", 3, json!("soon")),
+            ("ttl", 3, json!("3601s")),
+        ],
+    ))
+    .await;
+    d.rest
+        .wait_for("the thread", 10, |r| {
+            !r.calls("POST", "/channels/{channel_id}/messages")
+                .is_empty()
+        })
+        .await;
+    let thread: u64 = d.rest.calls("POST", "/channels/{channel_id}/messages")[0]
+        .path
+        .split('/')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reminder = event(&d, thread, "⏰").await;
+    assert!(
+        text(&reminder).contains("soon expires in 1 hour"),
+        "{reminder}"
+    );
+    let env = d.store().env_by_name("soon".into()).await.unwrap().unwrap();
+    assert_eq!(
+        ids(&reminder),
+        vec![
+            format!("env:extend:{}", env.id),
+            format!("env:destroy:{}", env.id)
+        ]
+    );
+
+    // Extend: by the profile's default lifetime (ci-app: 1d).
+    let before = env.expires_at.unwrap();
+    d.interact(&click(&bob(), &reminder, &format!("env:extend:{}", env.id)))
+        .await;
+    let started = std::time::Instant::now();
+    loop {
+        let now = d
+            .store()
+            .env(env.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+            .unwrap();
+        if now == before + 86400 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not extended: {now} vs {before}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Destroy now asks to confirm first.
+    let answer = d
+        .interact(&click(
+            &bob(),
+            &reminder,
+            &format!("env:destroy:{}", env.id),
+        ))
+        .await;
+    let confirm = answer["data"]["components"][0]["components"][0]["custom_id"].clone();
+    assert_eq!(
+        confirm,
+        json!(format!("env:destroy-confirmed:{}", env.id)),
+        "{answer}"
+    );
+    assert_eq!(
+        d.store().env(env.id).await.unwrap().unwrap().state,
+        EnvState::Ready
+    );
+    d.stop().await;
+}

@@ -93,9 +93,27 @@ pub enum ChatError {
 /// The chat sinks of every configured platform.
 pub type Sinks = std::sync::Arc<std::collections::HashMap<Platform, std::sync::Arc<dyn ChatSink>>>;
 
-/// Posts `text` to the conversation `reply_to` (JSON of a [`ReplyTo`]) if its
-/// platform is connected; delivery problems are logged, never fatal.
-pub async fn announce(sinks: &Sinks, reply_to: Option<&str>, text: &str) {
+/// What a lifecycle announcement is about, so an adapter can add its own
+/// controls (Discord puts Extend / Destroy buttons under a reminder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnouncementKind {
+    /// An environment's lifetime ends soon.
+    Reminder,
+    /// Anything else: expiry, drift, teardown.
+    Notice,
+}
+
+/// A message about an environment, posted where its lifecycle events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub text: String,
+    pub env_id: i64,
+    pub kind: AnnouncementKind,
+}
+
+/// Posts an announcement to the conversation `reply_to` (JSON of a [`ReplyTo`])
+/// if its platform is connected; delivery problems are logged, never fatal.
+pub async fn announce(sinks: &Sinks, reply_to: Option<&str>, a: &Announcement) {
     let Some(to) = reply_to.and_then(ReplyTo::from_json) else {
         return;
     };
@@ -103,7 +121,7 @@ pub async fn announce(sinks: &Sinks, reply_to: Option<&str>, text: &str) {
         return;
     };
     for attempt in 0..3 {
-        match sink.send(&to, text).await {
+        match sink.announce(&to, a).await {
             Ok(_) => return,
             Err(ChatError::RateLimited(wait)) if attempt < 2 => tokio::time::sleep(wait).await,
             Err(e) => {
@@ -120,4 +138,9 @@ pub trait ChatSink: Send + Sync {
     fn platform(&self) -> Platform;
     async fn send(&self, to: &ReplyTo, text: &str) -> Result<MessageRef, ChatError>;
     async fn edit(&self, msg: &MessageRef, text: &str) -> Result<(), ChatError>;
+
+    /// Posts a lifecycle announcement; by default as plain text.
+    async fn announce(&self, to: &ReplyTo, a: &Announcement) -> Result<MessageRef, ChatError> {
+        self.send(to, &a.text).await
+    }
 }

@@ -27,6 +27,7 @@ const THREAD: &str = "env_thread";
 const DISCORD: &str = "discord";
 
 /// Button styles.
+const PRIMARY: u8 = 1;
 const SUCCESS: u8 = 3;
 const DANGER: u8 = 4;
 const SECONDARY: u8 = 2;
@@ -333,6 +334,14 @@ pub(super) async fn expire_loop(d: Arc<Discord>) {
             }
         }
     }
+}
+
+/// The buttons under a reminder: Extend, and Destroy now (which asks to confirm).
+pub(super) fn reminder_buttons(env: i64) -> Value {
+    json!([row(vec![
+        button("Extend", PRIMARY, format!("env:extend:{env}"), false),
+        button("Destroy now", DANGER, format!("env:destroy:{env}"), false),
+    ])])
 }
 
 /// Buttons an environment's event message offers in its state after `kind`.

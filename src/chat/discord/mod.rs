@@ -82,6 +82,7 @@ enum Button {
     Stop(i64),
     Destroy(i64),
     DestroyConfirmed(i64),
+    Extend(i64),
 }
 
 impl Button {
@@ -95,6 +96,7 @@ impl Button {
             "env:stop" => Button::Stop(id),
             "env:destroy" => Button::Destroy(id),
             "env:destroy-confirmed" => Button::DestroyConfirmed(id),
+            "env:extend" => Button::Extend(id),
             _ => return None,
         })
     }
@@ -266,6 +268,7 @@ impl Discord {
             Some(Button::Start(env)) => Err(("start", env)),
             Some(Button::Stop(env)) => Err(("stop", env)),
             Some(Button::DestroyConfirmed(env)) => Err(("destroy", env)),
+            Some(Button::Extend(env)) => Err(("extend", env)),
             None => {
                 return json!({ "type": 4, "data": { "flags": EPHEMERAL,
                     "content": "⚠️ This button is no longer understood; use the slash commands." } })
@@ -328,7 +331,19 @@ impl Discord {
             .await
             .ok()
             .flatten()?;
-        (live.id == env_id).then(|| format!("/env {verb} {}", env.name))
+        if live.id != env_id {
+            return None;
+        }
+        if verb == "extend" {
+            // Extend by the profile's default lifetime.
+            let step = self.catalog.profile(&env.profile).map(|p| p.ttl_default)?;
+            return Some(format!(
+                "/env extend {} by:{}",
+                env.name,
+                crate::chat::render::duration(step).replace(' ', "")
+            ));
+        }
+        Some(format!("/env {verb} {}", env.name))
     }
 
     /// Runs one command line through the dispatcher, with Discord's extras

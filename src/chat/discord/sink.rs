@@ -7,7 +7,7 @@
 //! message at the channel's pace — so 50 jobs reporting into one channel
 //! coalesce into a few edits instead of a storm of 429s.
 
-use crate::chat::{ChatError, ChatSink, MessageRef, ReplyTo};
+use crate::chat::{Announcement, AnnouncementKind, ChatError, ChatSink, MessageRef, ReplyTo};
 use crate::domain::team::Platform;
 use async_trait::async_trait;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -293,6 +293,22 @@ impl ChatSink for DiscordSink {
         let id = parse_id(&msg.id)?;
         self.queue_edit(channel, id, content(text));
         Ok(())
+    }
+
+    /// A reminder carries Extend (by the profile's default lifetime) and
+    /// Destroy now (which asks to confirm) buttons.
+    async fn announce(&self, to: &ReplyTo, a: &Announcement) -> Result<MessageRef, ChatError> {
+        let channel = parse_id(to.thread.as_deref().unwrap_or(&to.channel))?;
+        let mut body = content(&a.text);
+        if a.kind == AnnouncementKind::Reminder {
+            body["components"] = super::cards::reminder_buttons(a.env_id);
+        }
+        let id = self.rest.post_message(channel, &body).await?;
+        Ok(MessageRef {
+            platform: Platform::Discord,
+            channel: channel.to_string(),
+            id: id.to_string(),
+        })
     }
 }
 
