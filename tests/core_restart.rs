@@ -84,7 +84,7 @@ async fn a_job_killed_during_the_create_task_completes_after_a_restart() {
         async move { store.job(1).await.unwrap().unwrap().state.is_finished() }
     })
     .await;
-    unsafe_sigterm(run.id());
+    sigterm(run.id());
     let status = run.wait().unwrap();
     assert!(status.success(), "slipway run exited with {status}");
 
@@ -114,7 +114,7 @@ async fn a_job_killed_during_the_create_task_completes_after_a_restart() {
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
-fn unsafe_sigterm(pid: u32) {
+fn sigterm(pid: u32) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(pid.to_string())
@@ -151,4 +151,110 @@ fn the_console_exits_zero_when_every_job_succeeded_and_one_otherwise() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("console user 'nobody' is not in console.users"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_running_step_finish_and_the_next_start_resumes() {
+    let t = TestEnv::new(Opts {
+        provision: false,
+        time_scale: 0.1,
+        ..Opts::default()
+    });
+    t.pve.set("ct_secs", json!({"create": 30})).await;
+    // Queue the job without running it: a console killed right after it stored the request.
+    let mut console = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["console", "--config"])
+        .arg(&t.config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = console.stdin.take().unwrap();
+        stdin
+            .write_all(b"/env create profile:generic-service name:graceful\n")
+            .unwrap();
+    }
+    let store = loop {
+        if let Ok(s) = Store::open(&t.dir.path().join("slipway.db")) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    wait_until("the create task to start", || {
+        let store = store.clone();
+        async move {
+            let Ok(steps) = store.steps(1).await else {
+                return false;
+            };
+            steps.first().is_some_and(|s| s.data.get("task").is_some())
+        }
+    })
+    .await;
+    console.kill().unwrap();
+    console.wait().unwrap();
+
+    // `slipway run` resumes it; SIGTERM arrives while the create task still runs.
+    let mut run = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["run", "--config"])
+        .arg(&t.config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    sigterm(run.id());
+    let started = Instant::now();
+    let status = run.wait().unwrap();
+    assert!(status.success(), "slipway run exited with {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let steps = store.steps(1).await.unwrap();
+    assert_eq!(
+        steps[0].state.as_str(),
+        "done",
+        "the running step was not finished: {steps:?}"
+    );
+    let job = store.job(1).await.unwrap().unwrap();
+    assert!(!job.state.is_finished(), "{job:?}");
+    let log = store.job_log(1).await.unwrap();
+    assert!(
+        log.iter().any(|l| l.line.contains("paused for shutdown")),
+        "{log:?}"
+    );
+
+    // The next start finishes it, without creating anything twice.
+    let mut run = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["run", "--config"])
+        .arg(&t.config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the resumed job", || {
+        let store = store.clone();
+        async move { store.job(1).await.unwrap().unwrap().state.is_finished() }
+    })
+    .await;
+    sigterm(run.id());
+    assert!(run.wait().unwrap().success());
+    assert_eq!(
+        store.job(1).await.unwrap().unwrap().state,
+        JobState::Succeeded
+    );
+    let creates = t
+        .pve
+        .writes()
+        .await
+        .into_iter()
+        .filter(|r| {
+            r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/nodes/pve1/lxc")
+        })
+        .count();
+    assert_eq!(creates, 1);
 }
