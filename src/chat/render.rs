@@ -173,6 +173,17 @@ pub fn env_line(e: &EnvRecord, now: i64) -> String {
     )
 }
 
+/// Why a lifecycle job was not queued, in the user's words (None: it was).
+pub fn not_queued(name: &str, what: &str, e: &crate::store::jobs::Enqueued) -> Option<String> {
+    use crate::store::jobs::Enqueued;
+    match e {
+        Enqueued::Queued(_) => None,
+        Enqueued::Duplicate(job) => Some(format!("This request was already received as job {job}.")),
+        Enqueued::Busy(job) => Some(format!("⏳ {name} is busy with job {job}; wait for it to finish (/job {job})")),
+        Enqueued::WrongState(state) => Some(format!("⚠️ {name} is {state}, so it cannot {what} now")),
+    }
+}
+
 pub fn env_list(envs: &[EnvRecord], now: i64) -> String {
     if envs.is_empty() {
         return "No environments. Create one with /env create profile:<profile> name:<name>".into();

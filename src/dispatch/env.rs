@@ -375,17 +375,9 @@ impl Dispatcher {
                     ..Reply::default()
                 }
             }
-            Enqueued::Duplicate(job_id) => Reply::private(format!(
-                "This request was already received as job {job_id}."
-            )),
-            Enqueued::Busy(job_id) => Reply::private(format!(
-                "⏳ {} is busy with job {job_id}; wait for it to finish (/job {job_id})",
-                env.name
-            )),
-            Enqueued::WrongState(state) => Reply::private(format!(
-                "⚠️ {} is {state}, so it cannot {kind} now",
-                env.name
-            )),
+            refused => Reply::private(
+                render::not_queued(&env.name, &kind.to_string(), &refused).unwrap_or_default(),
+            ),
         })
     }
 }
