@@ -35,21 +35,7 @@ async fn a_job_killed_during_the_create_task_completes_after_a_restart() {
     });
     // The create task takes 4 real seconds.
     t.pve.set("ct_secs", json!({"create": 40})).await;
-    let mut console = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["console", "--config"])
-        .arg(&t.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = console.stdin.take().unwrap();
-        stdin
-            .write_all(b"/env create profile:generic-service name:durable\n")
-            .unwrap();
-    }
+    let mut console = console_with(&t, "/env create profile:generic-service name:durable\n");
     let store = Store::open(&t.dir.path().join("slipway.db")).unwrap();
     // Wait until the create request was sent and its task id journaled.
     wait_until("the create task id in the journal", || {
@@ -72,13 +58,7 @@ async fn a_job_killed_during_the_create_task_completes_after_a_restart() {
     );
 
     // Restart: `slipway run` resumes the job at once.
-    let mut run = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["run", "--config"])
-        .arg(&t.config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = run_bot(&t);
     wait_until("the resumed job to finish", || {
         let store = store.clone();
         async move { store.job(1).await.unwrap().unwrap().state.is_finished() }
@@ -112,6 +92,37 @@ async fn a_job_killed_during_the_create_task_completes_after_a_restart() {
     assert_eq!(lxc.len(), 1, "{lxc:?}");
     assert_eq!(lxc[0]["status"], "running");
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+/// `slipway console` with one command line on stdin (kept open: no EOF yet).
+fn console_with(t: &TestEnv, line: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["console", "--config"])
+        .arg(&t.config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(line.as_bytes())
+        .unwrap();
+    child
+}
+
+/// `slipway run`, quiet.
+fn run_bot(t: &TestEnv) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["run", "--config"])
+        .arg(&t.config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn sigterm(pid: u32) {
@@ -162,21 +173,7 @@ async fn sigterm_lets_the_running_step_finish_and_the_next_start_resumes() {
     });
     t.pve.set("ct_secs", json!({"create": 30})).await;
     // Queue the job without running it: a console killed right after it stored the request.
-    let mut console = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["console", "--config"])
-        .arg(&t.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = console.stdin.take().unwrap();
-        stdin
-            .write_all(b"/env create profile:generic-service name:graceful\n")
-            .unwrap();
-    }
+    let mut console = console_with(&t, "/env create profile:generic-service name:graceful\n");
     let store = loop {
         if let Ok(s) = Store::open(&t.dir.path().join("slipway.db")) {
             break s;
@@ -197,13 +194,7 @@ async fn sigterm_lets_the_running_step_finish_and_the_next_start_resumes() {
     console.wait().unwrap();
 
     // `slipway run` resumes it; SIGTERM arrives while the create task still runs.
-    let mut run = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["run", "--config"])
-        .arg(&t.config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = run_bot(&t);
     tokio::time::sleep(Duration::from_millis(800)).await;
     sigterm(run.id());
     let started = Instant::now();
@@ -229,13 +220,7 @@ async fn sigterm_lets_the_running_step_finish_and_the_next_start_resumes() {
     );
 
     // The next start finishes it, without creating anything twice.
-    let mut run = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["run", "--config"])
-        .arg(&t.config_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = run_bot(&t);
     wait_until("the resumed job", || {
         let store = store.clone();
         async move { store.job(1).await.unwrap().unwrap().state.is_finished() }

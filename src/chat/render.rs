@@ -178,9 +178,15 @@ pub fn not_queued(name: &str, what: &str, e: &crate::store::jobs::Enqueued) -> O
     use crate::store::jobs::Enqueued;
     match e {
         Enqueued::Queued(_) => None,
-        Enqueued::Duplicate(job) => Some(format!("This request was already received as job {job}.")),
-        Enqueued::Busy(job) => Some(format!("⏳ {name} is busy with job {job}; wait for it to finish (/job {job})")),
-        Enqueued::WrongState(state) => Some(format!("⚠️ {name} is {state}, so it cannot {what} now")),
+        Enqueued::Duplicate(job) => {
+            Some(format!("This request was already received as job {job}."))
+        }
+        Enqueued::Busy(job) => Some(format!(
+            "⏳ {name} is busy with job {job}; wait for it to finish (/job {job})"
+        )),
+        Enqueued::WrongState(state) => {
+            Some(format!("⚠️ {name} is {state}, so it cannot {what} now"))
+        }
     }
 }
 
