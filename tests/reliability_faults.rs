@@ -204,7 +204,7 @@ async fn an_html_502_from_a_proxy_is_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_storage_and_a_missing_template_fail_with_pves_words() {
+async fn offline_or_full_storage_and_a_missing_template_fail_with_pves_words() {
     let t = TestEnv::new(opts());
     t.pve.storage_set("local-lvm", json!({"active": 0})).await;
     let s = t.start();
@@ -215,6 +215,20 @@ async fn full_storage_and_a_missing_template_fail_with_pves_words() {
         "{reason}"
     );
     t.pve.storage_set("local-lvm", json!({"active": 1})).await;
+
+    // A full thin pool: fakepve has no model of free space for containers, so
+    // its failure is injected with PVE's own wording.
+    let full = "unable to create CT 200 - lvcreate 'pve/vm-200-disk-0' error:   Volume group \"pve\" has insufficient free space (0 extents): 1024 required.";
+    t.pve
+        .fail(
+            "POST",
+            "/nodes/pve1/lxc",
+            json!({"status": 500, "message": full, "times": 1}),
+        )
+        .await;
+    assert_eq!(create(&s, "full").await.1, JobState::Failed);
+    let reason = s.env("full").await.reason.unwrap();
+    assert!(reason.contains("insufficient free space"), "{reason}");
 
     // Once any template is registered, an unknown one fails inside the create task.
     t.pve
