@@ -133,3 +133,51 @@ async fn the_approval_and_its_outcome_land_in_the_thread() {
     in_thread(&w, &root, "✅ create two").await;
     bot.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reacting_to_a_reminder_extends_or_destroys_the_environment() {
+    let w = World::new(Limits::Raised).await;
+    let t = TestEnv::new(Opts {
+        provision: false,
+        max_ttl: "7d",
+        extra: "[lifetimes]\nreminders = [\"24h\"]\ngrace = \"10m\"\n".into(),
+        ..Opts::default()
+    });
+    w.configure(&t, true);
+    let clock = Arc::new(ManualClock::new(slipway::store::now()));
+    let bot = Bot::start_with_clock(&t, clock.clone()).await;
+    bot_joined(&w, &w.room).await;
+    bot_joined(&w, &w.status_room).await;
+    w.bob
+        .say(
+            &w.room,
+            "!env create profile:generic-service name:pet ttl:3d",
+        )
+        .await;
+    let root = root_of(&w, "pet").await;
+    in_thread(&w, &root, "✅ create pet").await;
+    let before = bot.env("pet").await.unwrap().expires_at.unwrap();
+
+    clock.advance(2 * D + 60);
+    bot.wake_scheduler();
+    let reminder = in_thread(&w, &root, "⏰ @bob pet expires in 24 hours").await;
+    assert!(
+        reminder.text.contains("React ⏳ to extend it"),
+        "{}",
+        reminder.text
+    );
+
+    // ⏳ extends by the profile's default lifetime (generic-service: 3d).
+    w.bob.react(&w.status_room, &reminder.event_id, "⏳").await;
+    in_thread(&w, &root, "⏳ pet now expires in").await;
+    assert_eq!(
+        bot.env("pet").await.unwrap().expires_at.unwrap(),
+        before + 3 * D
+    );
+
+    // 🗑️ destroys it now.
+    w.bob.react(&w.status_room, &reminder.event_id, "🗑️").await;
+    in_thread(&w, &root, "✅ destroy pet").await;
+    assert!(bot.env("pet").await.is_none());
+    bot.stop().await;
+}

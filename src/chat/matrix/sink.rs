@@ -6,7 +6,7 @@
 //! Retry-After, so the notifier waits and sends only the newest state.
 
 use super::format::{self, Words};
-use crate::chat::{ChatError, ChatSink, MessageRef, ReplyTo};
+use crate::chat::{Announcement, AnnouncementKind, ChatError, ChatSink, MessageRef, ReplyTo};
 use crate::domain::team::Platform;
 use async_trait::async_trait;
 use matrix_sdk::config::RequestConfig;
@@ -147,6 +147,27 @@ impl ChatSink for MatrixSink {
         )
         .await
         .map(|_| ())
+    }
+
+    /// A reminder invites reactions: ⏳ extends by the profile's default
+    /// lifetime, 🗑️ destroys now. The event is remembered for the reaction.
+    async fn announce(&self, to: &ReplyTo, a: &Announcement) -> Result<MessageRef, ChatError> {
+        let mut text = a.text.clone();
+        if a.kind == AnnouncementKind::Reminder {
+            text.push_str("\nReact ⏳ to extend it, or 🗑️ to destroy it now.");
+        }
+        let msg = self.send(to, &text).await?;
+        if a.kind == AnnouncementKind::Reminder {
+            let store = self.client.state_store();
+            let key = super::approvals::reminder_key(&msg.id);
+            if let Err(e) = store
+                .set_custom_value(&key, a.env_id.to_string().into_bytes())
+                .await
+            {
+                tracing::warn!(error = %e, "could not remember a reminder for its reactions");
+            }
+        }
+        Ok(msg)
     }
 }
 
