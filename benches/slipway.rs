@@ -104,6 +104,9 @@ fn main() -> ExitCode {
         figures.push(Figure::skipped(name, target, "not implemented in this benchmark yet"));
     }
     figures.push(process::binary_size());
+    for f in &figures {
+        eprintln!("measured: {}: {}", f.name, f.measured);
+    }
 
     println!();
     println!("figure | measured | target | ok/MISSED");

@@ -64,19 +64,19 @@ pub fn start_to_ready() -> Figure {
     let mut times = Vec::new();
     for i in 0..STARTS {
         let port = free_port();
-        let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
-            "database = \"slipway.db\"",
-            &format!("database = \"start{i}.db\"\n\n[http]\nlisten = \"127.0.0.1:{port}\""),
-        );
+        let text = std::fs::read_to_string(&env.config_path)
+            .unwrap()
+            .replace("database = \"slipway.db\"", &format!("database = \"start{i}.db\""));
+        let text = format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n");
         let config = env.dir.path().join(format!("start{i}.toml"));
         std::fs::write(&config, text).unwrap();
         let started = Instant::now();
         let child = spawn_run(&config);
         while !healthz_ok(port) {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "slipway run never answered /healthz"
-            );
+            if started.elapsed() > Duration::from_secs(30) {
+                end(child);
+                panic!("slipway run never answered /healthz");
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
         times.push(started.elapsed());
@@ -181,11 +181,10 @@ pub async fn memory_loaded() -> Figure {
     let child = spawn_run(&env.config_path);
     let started = Instant::now();
     while running_jobs(&db) < IN_FLIGHT {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "only {} of {IN_FLIGHT} jobs ever ran",
-            running_jobs(&db)
-        );
+        if started.elapsed() > Duration::from_secs(120) {
+            end(child);
+            panic!("only {} of {IN_FLIGHT} jobs ever ran", running_jobs(&db));
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     // Let every worker reach its first task poll.
