@@ -101,7 +101,11 @@ fn main() -> ExitCode {
         ("ack latency, gateway mode", "p99 <= 30 ms"),
         ("RSS idle 60 s, Discord + Matrix connected", "<= 25 MB"),
     ] {
-        figures.push(Figure::skipped(name, target, "not implemented in this benchmark yet"));
+        figures.push(Figure::skipped(
+            name,
+            target,
+            "not implemented in this benchmark yet",
+        ));
     }
     figures.push(process::binary_size());
     for f in &figures {

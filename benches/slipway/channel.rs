@@ -18,7 +18,8 @@ pub async fn fifty_jobs_one_channel() -> Figure {
         ..Setup::default()
     };
     setup.opts.time_scale = 0.05;
-    setup.opts.quota = "cores = 1000, memory_mb = 1000000, disk_gb = 100000, environments = 1000".into();
+    setup.opts.quota =
+        "cores = 1000, memory_mb = 1000000, disk_gb = 100000, environments = 1000".into();
     let d = DiscordEnv::start(setup).await;
     d.env.pve.set("ct_secs", json!(4)).await;
     d.rest.channel_budget(5, Duration::from_secs(5));
@@ -29,7 +30,10 @@ pub async fn fifty_jobs_one_channel() -> Figure {
                 &bob(),
                 "env",
                 "create",
-                &[("profile", 3, json!("ci-app")), ("name", 3, json!(format!("chan{i}")))],
+                &[
+                    ("profile", 3, json!("ci-app")),
+                    ("name", 3, json!(format!("chan{i}"))),
+                ],
             )
         })
         .collect();

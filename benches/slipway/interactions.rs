@@ -30,7 +30,9 @@ async fn send(d: &Arc<DiscordEnv>, n: usize, gap: Duration) -> Vec<Option<Durati
         let d = d.clone();
         let body = list();
         tasks.push(tokio::spawn(async move {
-            let (status, _, took) = d.post_signed(&body, &crate::discord_support::signing_key()).await;
+            let (status, _, took) = d
+                .post_signed(&body, &crate::discord_support::signing_key())
+                .await;
             (status == 200).then_some(took)
         }));
     }
@@ -52,7 +54,12 @@ pub async fn ack_latency() -> Vec<Figure> {
     // Warm the connection pool and the adapter.
     send(&d, 20, Duration::from_millis(5)).await;
 
-    let sustained = send(&d, (RATE * SECS) as usize, Duration::from_micros(1_000_000 / RATE)).await;
+    let sustained = send(
+        &d,
+        (RATE * SECS) as usize,
+        Duration::from_micros(1_000_000 / RATE),
+    )
+    .await;
     let failed = sustained.iter().filter(|t| t.is_none()).count();
     let mut ok: Vec<Duration> = sustained.into_iter().flatten().collect();
     ok.sort();

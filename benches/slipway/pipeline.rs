@@ -45,7 +45,10 @@ async fn slipway_phase(env: &TestEnv) -> (Duration, f64, i64, usize) {
         if done as usize >= ENVS {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "{done} of {ENVS} jobs finished");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{done} of {ENVS} jobs finished"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let wall = started.elapsed();
@@ -86,7 +89,11 @@ impl Client {
     async fn wait(&self, upid: &str) {
         loop {
             let st = self
-                .call(reqwest::Method::GET, &format!("nodes/pve1/tasks/{upid}/status"), &[])
+                .call(
+                    reqwest::Method::GET,
+                    &format!("nodes/pve1/tasks/{upid}/status"),
+                    &[],
+                )
                 .await;
             if st["status"] == "stopped" {
                 assert_eq!(st["exitstatus"], "OK", "task {upid}");
@@ -99,7 +106,10 @@ impl Client {
     async fn create(&self, vmid: u32) {
         let form = [
             ("vmid", vmid.to_string()),
-            ("ostemplate", "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into()),
+            (
+                "ostemplate",
+                "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst".into(),
+            ),
             ("hostname", format!("min{vmid}")),
             ("storage", "local-lvm".into()),
             ("rootfs", "local-lvm:4".into()),
@@ -112,14 +122,24 @@ impl Client {
             ("tags", "bench".into()),
             ("features", "nesting=1".into()),
         ];
-        let upid = self.call(reqwest::Method::POST, "nodes/pve1/lxc", &form).await;
+        let upid = self
+            .call(reqwest::Method::POST, "nodes/pve1/lxc", &form)
+            .await;
         self.wait(upid.as_str().expect("a UPID")).await;
         let upid = self
-            .call(reqwest::Method::POST, &format!("nodes/pve1/lxc/{vmid}/status/start"), &[])
+            .call(
+                reqwest::Method::POST,
+                &format!("nodes/pve1/lxc/{vmid}/status/start"),
+                &[],
+            )
             .await;
         self.wait(upid.as_str().expect("a UPID")).await;
         let st = self
-            .call(reqwest::Method::GET, &format!("nodes/pve1/lxc/{vmid}/status/current"), &[])
+            .call(
+                reqwest::Method::GET,
+                &format!("nodes/pve1/lxc/{vmid}/status/current"),
+                &[],
+            )
             .await;
         assert_eq!(st["status"], "running", "CT {vmid}");
     }
@@ -148,7 +168,8 @@ async fn client_phase(env: &TestEnv) -> (Duration, usize) {
 
 pub async fn full_pipeline() -> Vec<Figure> {
     let env = TestEnv::new(Opts {
-        quota: "cores = 100000, memory_mb = 100000000, disk_gb = 10000000, environments = 100000".into(),
+        quota: "cores = 100000, memory_mb = 100000000, disk_gb = 10000000, environments = 100000"
+            .into(),
         vmids: (1000, 1999),
         provision: false,
         ..Opts::default()
@@ -156,7 +177,10 @@ pub async fn full_pipeline() -> Vec<Figure> {
     env.edit_config("concurrency = 4", "concurrency = 16");
     env.edit_config("per_node = 4", "per_node = 16");
     env.pve
-        .storage_set("local-lvm", json!({"avail": 1u64 << 50, "total": 1u64 << 51}))
+        .storage_set(
+            "local-lvm",
+            json!({"avail": 1u64 << 50, "total": 1u64 << 51}),
+        )
         .await;
     let (wall, cpu, failed, requests) = slipway_phase(&env).await;
     let (client_wall, client_requests) = client_phase(&env).await;

@@ -2,10 +2,10 @@
 //! memory with a loaded database, and the binary's size.
 
 use crate::common::{Opts, Running, TestEnv};
-use slipway::app::App;
-use slipway::store::Store;
 use crate::Figure;
 use serde_json::json;
+use slipway::app::App;
+use slipway::store::Store;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -47,8 +47,7 @@ fn healthz_ok(port: u16) -> bool {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-    if s
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
@@ -64,9 +63,10 @@ pub fn start_to_ready() -> Figure {
     let mut times = Vec::new();
     for i in 0..STARTS {
         let port = free_port();
-        let text = std::fs::read_to_string(&env.config_path)
-            .unwrap()
-            .replace("database = \"slipway.db\"", &format!("database = \"start{i}.db\""));
+        let text = std::fs::read_to_string(&env.config_path).unwrap().replace(
+            "database = \"slipway.db\"",
+            &format!("database = \"start{i}.db\""),
+        );
         let text = format!("{text}\n[http]\nlisten = \"127.0.0.1:{port}\"\n");
         let config = env.dir.path().join(format!("start{i}.toml"));
         std::fs::write(&config, text).unwrap();
@@ -137,9 +137,11 @@ fn running_jobs(db: &Path) -> usize {
     let Ok(c) = rusqlite::Connection::open(db) else {
         return 0;
     };
-    c.query_row("SELECT COUNT(*) FROM jobs WHERE state = 'running'", [], |r| {
-        r.get::<_, i64>(0)
-    })
+    c.query_row(
+        "SELECT COUNT(*) FROM jobs WHERE state = 'running'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
     .map(|n| n as usize)
     .unwrap_or(0)
 }
@@ -150,7 +152,8 @@ fn running_jobs(db: &Path) -> usize {
 /// fakepve whose creates take an hour: VmRSS once all 100 are running.
 pub async fn memory_loaded() -> Figure {
     let env = TestEnv::new(Opts {
-        quota: "cores = 100000, memory_mb = 100000000, disk_gb = 10000000, environments = 100000".into(),
+        quota: "cores = 100000, memory_mb = 100000000, disk_gb = 10000000, environments = 100000"
+            .into(),
         vmids: (1000, 1999),
         time_scale: 1.0,
         provision: false,
@@ -194,7 +197,11 @@ pub async fn memory_loaded() -> Figure {
     end(child);
     Figure::new(
         "RSS, 10,000 envs stored + 100 jobs in flight",
-        format!("{:.1} MB (peak {:.1} MB)", rss as f64 / 1024.0, hwm as f64 / 1024.0),
+        format!(
+            "{:.1} MB (peak {:.1} MB)",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        ),
         "<= 60 MB",
         rss <= 60 * 1024,
     )
