@@ -461,17 +461,10 @@ impl Dispatcher {
             Err(reply) => return Ok(reply),
         };
         let env = &app.env;
-        let actor = call.actor();
-        let team_admin = call
-            .teams
-            .iter()
-            .any(|t| t.name.0 == env.team && t.is_admin(actor));
-        if env.owner != actor.key() && !team_admin {
-            return Ok(Reply::private(format!(
-                "⛔ {} belongs to {}; only its owner or an admin of team {} may do that",
-                env.name, env.owner_display, env.team
-            )));
+        if let Err(refusal) = call.may_act_on(env, "do that") {
+            return Ok(refusal);
         }
+        let actor = call.actor();
         const READY: &[EnvState] = &[EnvState::Ready];
         // Destroying too: a remove that failed half-way can be asked for again.
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];

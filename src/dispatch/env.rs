@@ -335,17 +335,10 @@ impl Dispatcher {
             Ok(e) => e,
             Err(reply) => return Ok(reply),
         };
-        let actor = call.actor();
-        let team_admin = call
-            .teams
-            .iter()
-            .any(|t| t.name.0 == env.team && t.is_admin(actor));
-        if env.owner != actor.key() && !team_admin {
-            return Ok(Reply::private(format!(
-                "⛔ {} belongs to {}; only its owner or an admin of team {} may do that",
-                env.name, env.owner_display, env.team
-            )));
+        if let Err(refusal) = call.may_act_on(&env, "do that") {
+            return Ok(refusal);
         }
+        let actor = call.actor();
         const READY: &[EnvState] = &[EnvState::Ready];
         const STOPPED: &[EnvState] = &[EnvState::Stopped];
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];

@@ -53,16 +53,8 @@ impl Dispatcher {
             Ok(e) => e,
             Err(reply) => return Ok(Err(reply)),
         };
-        let actor = call.actor();
-        let team_admin = self
-            .config
-            .team(&env.team)
-            .is_some_and(|t| t.is_admin(actor));
-        if env.owner != actor.key() && !team_admin {
-            return Ok(Err(Reply::private(format!(
-                "⛔ {} belongs to {}; only its owner or an admin of team {} may change its lifetime",
-                env.name, env.owner_display, env.team
-            ))));
+        if let Err(refusal) = call.may_act_on(&env, "change its lifetime") {
+            return Ok(Err(refusal));
         }
         if !matches!(
             env.state,

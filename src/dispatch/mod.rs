@@ -49,6 +49,22 @@ impl Call<'_> {
     pub fn actor(&self) -> &Actor {
         &self.inbound.actor
     }
+
+    /// Only an environment's owner or an admin of its team may act on it.
+    pub fn may_act_on(&self, env: &crate::store::envs::EnvRecord, what: &str) -> Result<(), Reply> {
+        let actor = self.actor();
+        let team_admin = self
+            .teams
+            .iter()
+            .any(|t| t.name.0 == env.team && t.is_admin(actor));
+        if env.owner == actor.key() || team_admin {
+            return Ok(());
+        }
+        Err(Reply::private(format!(
+            "⛔ {} belongs to {}; only its owner or an admin of team {} may {what}",
+            env.name, env.owner_display, env.team
+        )))
+    }
 }
 
 impl Dispatcher {
