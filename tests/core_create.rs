@@ -193,19 +193,7 @@ async fn destroy_removes_the_container_and_frees_the_quota() {
         "the container is still in fakepve"
     );
     assert_eq!(s.env("shop").await.state, EnvState::Destroyed);
-    let deletes: Vec<_> = t
-        .pve
-        .writes()
-        .await
-        .into_iter()
-        .filter(|r| {
-            r["method"] == "DELETE"
-                && r["path"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("/lxc/{vmid}"))
-        })
-        .collect();
+    let deletes = t.pve.deletes_of(vmid).await;
     assert_eq!(deletes.len(), 1);
     assert_eq!(deletes[0]["query"]["purge"], "1", "{:?}", deletes[0]);
     assert!(s

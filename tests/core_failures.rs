@@ -88,19 +88,7 @@ async fn a_failed_start_destroys_the_container_again() {
     );
     assert_eq!(lxc_count(&t).await, 0, "the container was not destroyed");
     let vmid = env.vmid.unwrap();
-    let deletes = t
-        .pve
-        .writes()
-        .await
-        .into_iter()
-        .filter(|r| {
-            r["method"] == "DELETE"
-                && r["path"]
-                    .as_str()
-                    .unwrap()
-                    .ends_with(&format!("/lxc/{vmid}"))
-        })
-        .count();
+    let deletes = t.pve.deletes_of(vmid).await.len();
     assert_eq!(deletes, 1);
     let steps = s.dispatcher.store.steps(job_of(&reply)).await.unwrap();
     let states: Vec<String> = steps

@@ -177,6 +177,18 @@ impl FakePve {
             .collect()
     }
 
+    /// The DELETE requests for container `vmid`.
+    pub async fn deletes_of(&self, vmid: u32) -> Vec<Value> {
+        let suffix = format!("/lxc/{vmid}");
+        self.writes()
+            .await
+            .into_iter()
+            .filter(|r| {
+                r["method"] == "DELETE" && r["path"].as_str().unwrap_or("").ends_with(&suffix)
+            })
+            .collect()
+    }
+
     pub async fn clear_requests(&self) {
         self.post("/requests/clear", json!({})).await;
     }
