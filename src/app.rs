@@ -216,6 +216,7 @@ impl App {
             schedule: self.schedule.clone(),
             publishers: self.publishers.clone(),
             docker: self.docker.clone(),
+            guest_ids: Default::default(),
         });
         worker.spawn(&self.tracker, &self.cancel);
         let sinks: Sinks = Arc::new(

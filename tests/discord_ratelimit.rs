@@ -1,6 +1,8 @@
 //! Pacing on Discord: a 429 on an edit is waited out (retry_after) and the
 //! final state still arrives; fifty jobs reporting into one channel stay
-//! within the channel's budget, edits coalesced to the latest state.
+//! within the channel's budget, edits coalesced to the latest state; while a
+//! command's token lasts its job's progress is its follow-up, which spends no
+//! channel budget at all.
 
 mod common;
 mod discord_support;
@@ -87,6 +89,9 @@ async fn fifty_jobs_in_one_channel_cause_no_429() {
     })
     .await;
     d.rest.channel_budget(20, Duration::from_secs(1));
+    // Interaction tokens no longer work (as after 15 minutes or a restart):
+    // progress goes to the channel as bot messages, which spend its budget.
+    d.rest.expire_tokens();
 
     let names: Vec<String> = (0..50).map(|i| format!("app{i}")).collect();
     let bodies: Vec<Value> = names
@@ -138,5 +143,65 @@ async fn fifty_jobs_in_one_channel_cause_no_429() {
     // Coalesced: far fewer edits than progress events (about ten per job).
     let edits = calls.iter().filter(|r| r.method == "PATCH").count();
     assert!(edits < 50 * 10, "{edits} edits");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_the_commands_follow_up_and_spends_no_channel_budget() {
+    // Discord's real per-channel budget: 5 message calls in any 5 seconds.
+    let d = DiscordEnv::start(Setup {
+        threads: false,
+        ..Setup::default()
+    })
+    .await;
+    d.rest.channel_budget(5, Duration::from_secs(5));
+    let names: Vec<String> = (0..20).map(|i| format!("web{i}")).collect();
+    let bodies: Vec<Value> = names
+        .iter()
+        .map(|name| {
+            command(
+                &bob(),
+                "env",
+                "create",
+                &[("profile", 3, json!("ci-app")), ("name", 3, json!(name))],
+            )
+        })
+        .collect();
+    futures::future::join_all(bodies.iter().map(|b| d.interact(b))).await;
+    d.rest
+        .wait_for("20 final states", 60, |r| {
+            let msgs = r.messages_in(GENERAL);
+            msgs.len() == 20 && msgs.iter().all(|m| text(m).starts_with("✅ create"))
+        })
+        .await;
+    for name in &names {
+        let msgs = d.rest.messages_in(GENERAL);
+        assert!(
+            msgs.iter()
+                .any(|m| text(m).starts_with(&format!("✅ create {name}: ready"))),
+            "no final state for {name}"
+        );
+    }
+    let requests = d.rest.requests();
+    let channel_calls = requests
+        .iter()
+        .filter(|r| r.template.starts_with("/channels/{channel_id}/messages"))
+        .count();
+    assert_eq!(channel_calls, 0, "progress spent the channel's budget");
+    assert!(requests.iter().all(|r| r.status != 429));
+    // Posted once per job as a follow-up, then edited through the webhook.
+    assert_eq!(
+        d.rest
+            .calls("POST", "/webhooks/{webhook_id}/{webhook_token}")
+            .len(),
+        20
+    );
+    assert!(!d
+        .rest
+        .calls(
+            "PATCH",
+            "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"
+        )
+        .is_empty());
     d.stop().await;
 }

@@ -122,6 +122,7 @@ pub async fn run(dispatcher: &Dispatcher, actor: Actor) -> bool {
                 platform: Platform::Console,
                 channel: "console".into(),
                 thread: None,
+                interaction: None,
             },
         };
         let reply = dispatcher.handle(&inbound).await;

@@ -32,6 +32,11 @@ pub struct ReplyTo {
     pub channel: String,
     #[serde(default)]
     pub thread: Option<String>,
+    /// Discord: the slash command this came from. While its token is valid
+    /// (kept in memory only, never stored), progress is posted as the
+    /// command's follow-up, which does not spend the channel's message budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interaction: Option<String>,
 }
 
 impl ReplyTo {

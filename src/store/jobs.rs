@@ -170,28 +170,18 @@ impl Store {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let t = now();
-            let candidate: Option<i64> = tx
-                .query_row(
-                    "SELECT j.id FROM jobs j JOIN environments e ON e.id = j.env_id
-                     WHERE (j.state = 'queued' OR (j.state IN ('running', 'rolling_back') AND j.lease_until < ?1))
-                       AND (SELECT COUNT(*) FROM jobs j2 JOIN environments e2 ON e2.id = j2.env_id
-                            WHERE e2.node = e.node AND j2.state IN ('running', 'rolling_back')
-                              AND j2.lease_until >= ?1) < ?2
-                     ORDER BY j.id LIMIT 1",
-                    params![t, per_node as i64],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(id) = candidate else {
+            let Some(id) = runnable(&tx, t, per_node)? else {
                 return Ok(None);
             };
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE jobs SET state = CASE state WHEN 'queued' THEN 'running' ELSE state END,
                         lease_owner = ?2, lease_until = ?3, started_at = COALESCE(started_at, ?4)
                  WHERE id = ?1",
-                params![id, owner, t + lease_secs, t],
-            )?;
-            let job = tx.query_row(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"), [id], job_row)?;
+            )?
+            .execute(params![id, owner, t + lease_secs, t])?;
+            let job = tx
+                .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+                .query_row([id], job_row)?;
             tx.commit()?;
             Ok(Some(job))
         })
@@ -345,12 +335,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.call(move |c| {
             let finished = to.is_finished().then(now);
-            let n = c.execute(
-                "UPDATE jobs SET state = ?3, error = COALESCE(?4, error), finished_at = COALESCE(?5, finished_at),
+            let n = c
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?3, error = COALESCE(?4, error), finished_at = COALESCE(?5, finished_at),
                         lease_owner = CASE WHEN ?5 IS NULL THEN lease_owner ELSE NULL END
                  WHERE id = ?1 AND state = ?2",
-                params![job_id, from.as_str(), to.as_str(), error, finished],
-            )?;
+                )?
+                .execute(params![job_id, from.as_str(), to.as_str(), error, finished])?;
             Ok(n == 1)
         })
         .await
@@ -416,4 +407,57 @@ impl Store {
         })
         .await
     }
+}
+
+/// The oldest runnable job whose node has room: queued, or unfinished with
+/// an expired lease. Both lists are read through the `jobs(state)` index in id
+/// order and stop at the first fit, so a claim costs the same with 10 or
+/// 100,000 jobs waiting.
+fn runnable(
+    tx: &rusqlite::Transaction<'_>,
+    t: i64,
+    per_node: usize,
+) -> Result<Option<i64>, StoreError> {
+    let mut full: Vec<String> = Vec::new();
+    {
+        let mut busy = tx.prepare_cached(
+            "SELECT e.node, COUNT(*) FROM jobs j JOIN environments e ON e.id = j.env_id
+             WHERE j.state IN ('running', 'rolling_back') AND j.lease_until >= ?1
+             GROUP BY e.node",
+        )?;
+        let mut rows = busy.query([t])?;
+        while let Some(r) = rows.next()? {
+            if r.get::<_, i64>(1)? as usize >= per_node {
+                full.push(r.get(0)?);
+            }
+        }
+    }
+    let first_fit = |sql: &str, arg: Option<i64>| -> Result<Option<i64>, StoreError> {
+        let mut stmt = tx.prepare_cached(sql)?;
+        let mut rows = match arg {
+            Some(a) => stmt.query([a])?,
+            None => stmt.query([])?,
+        };
+        while let Some(r) = rows.next()? {
+            let node: String = r.get(1)?;
+            if !full.contains(&node) {
+                return Ok(Some(r.get(0)?));
+            }
+        }
+        Ok(None)
+    };
+    let queued = first_fit(
+        "SELECT j.id, e.node FROM jobs j JOIN environments e ON e.id = j.env_id
+         WHERE j.state = 'queued' ORDER BY j.id",
+        None,
+    )?;
+    let stale = first_fit(
+        "SELECT j.id, e.node FROM jobs j JOIN environments e ON e.id = j.env_id
+         WHERE j.state IN ('running', 'rolling_back') AND j.lease_until < ?1 ORDER BY j.id",
+        Some(t),
+    )?;
+    Ok(match (queued, stale) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }

@@ -6,6 +6,7 @@
 
 mod apps;
 mod backoff;
+pub mod guest_ids;
 mod publish;
 mod rollback;
 pub(crate) mod steps;
@@ -59,6 +60,8 @@ pub struct Worker {
     pub publishers: Arc<crate::provider::publish::Publishers>,
     /// Docker hosts for apps.
     pub docker: Arc<crate::provider::docker::DockerHosts>,
+    /// The cluster's guest ids, shared by concurrent VMID allocations.
+    pub guest_ids: guest_ids::GuestIds,
 }
 
 /// One job being worked on.
@@ -67,6 +70,9 @@ pub(crate) struct JobRun {
     pub env: EnvRecord,
     pub steps: Vec<StepRecord>,
     pub started: Instant,
+    /// The current step was under way before a restart: it checks what its
+    /// earlier attempt already did before it acts again.
+    pub resumed: bool,
     /// For an app: the port a route step publishes, when it is not the serving one (blue-green).
     pub app_port: Option<u16>,
 }
@@ -163,6 +169,7 @@ impl Worker {
             env,
             steps,
             started: Instant::now(),
+            resumed: false,
             app_port: None,
         };
         tracing::info!(job = run.job.id, kind = %run.job.kind, env = %run.env.name, state = %run.job.state, "working on job");
@@ -231,6 +238,7 @@ impl Worker {
                     run.job.id, run.steps[i].name
                 )));
             };
+            run.resumed = run.steps[i].state == StepState::Running;
             self.mark(run, i, StepState::Running, None).await?;
             let total = run.steps.len();
             self.store

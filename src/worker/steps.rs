@@ -3,7 +3,7 @@
 //! snapshot by name, a task id saved before a crash) and only then acts.
 
 use super::{JobRun, StepError, Worker};
-use crate::domain::lifecycle::{Step, StepState};
+use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::command::{self, StepValues};
 use crate::provider::{ContainerSpec, ProviderError, TaskRef};
 use serde_json::{json, Value};
@@ -173,7 +173,7 @@ impl Worker {
             .team(&run.env.team)
             .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
         let mut taken: Vec<u32> = self.store.live_vmids().await?;
-        taken.extend(self.compute.guests().await?.iter().map(|g| g.vmid));
+        taken.extend(self.guest_ids.get(self.compute.as_ref()).await?);
         taken.extend_from_slice(skip);
         for vmid in team.vmids.0..=team.vmids.1 {
             if taken.contains(&vmid) {
@@ -245,9 +245,9 @@ impl Worker {
         let mut taken: Vec<u32> = Vec::new();
         let mut backoff = self.backoff();
         for _ in 0..20 + self.config.proxmox.write_retries {
-            let vmid = match run.env.vmid {
-                Some(v) => v,
-                None => self.allocate_vmid(run, &skip).await?,
+            let (vmid, fresh) = match run.env.vmid {
+                Some(v) => (v, false),
+                None => (self.allocate_vmid(run, &skip).await?, true),
             };
             run.steps[i].data["vmid"] = json!(vmid);
             if let Some(task) = task_of(&run.steps[i].data, "task") {
@@ -255,12 +255,19 @@ impl Worker {
                 self.compute.wait(&task, timeout).await?;
                 return Ok(StepState::Done);
             }
-            // A token limited to Slipway's pool may not see an id outside it (403):
-            // then it is not ours, and create itself says if it is taken.
-            let existing = match self.compute.config(&run.env.node, vmid).await {
-                Ok(c) => c,
-                Err(ProviderError::Api { status: 403, .. }) => None,
-                Err(e) => return Err(e.into()),
+            // An id allocated just now was free in the cluster's listing, so
+            // only a reserved one (from before a restart, or one Proxmox said
+            // was taken) is looked at first. A token limited to Slipway's pool
+            // may not see an id outside it (403): then it is not ours, and
+            // create itself says if it is taken.
+            let existing = if fresh {
+                None
+            } else {
+                match self.compute.config(&run.env.node, vmid).await {
+                    Ok(c) => c,
+                    Err(ProviderError::Api { status: 403, .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
             };
             match existing {
                 Some(cfg) if cfg.tags.contains(&env_tag(run.env.id)) => {
@@ -369,12 +376,19 @@ impl Worker {
             .is_some_and(|s| s.status == "running"))
     }
 
+    /// In a create the step before made the container stopped, so only a
+    /// step resumed after a restart can find it started already; `/env start`
+    /// and a restart's start always look first.
+    fn may_be_running(&self, run: &JobRun) -> bool {
+        run.resumed || run.job.kind != JobKind::Create
+    }
+
     async fn start_container(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {
         let vmid = self.vmid(run)?;
         let timeout = self.config.proxmox.task_timeout;
         if let Some(task) = task_of(&run.steps[i].data, "task") {
             self.compute.wait(&task, timeout).await?;
-        } else if !self.is_running(run, vmid).await? {
+        } else if !(self.may_be_running(run) && self.is_running(run, vmid).await?) {
             let mut backoff = self.backoff();
             let task = loop {
                 match self.compute.start(&run.env.node, vmid).await {

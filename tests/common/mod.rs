@@ -491,6 +491,7 @@ impl Running {
                 platform: Platform::Console,
                 channel: "test".into(),
                 thread: None,
+                interaction: None,
             },
         }
     }

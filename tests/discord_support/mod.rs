@@ -288,6 +288,10 @@ impl DiscordEnv {
 
     /// Posts a correctly signed interaction; asserts the answer came within 3 s.
     pub async fn interact(&self, body: &Value) -> Value {
+        if let (Some(token), Some(channel)) = (body["token"].as_str(), body["channel_id"].as_str())
+        {
+            self.rest.interaction(token, channel);
+        }
         let (status, answer, took) = self.post_signed(body, &signing_key()).await;
         assert_eq!(status, 200, "{answer}");
         assert!(took < Duration::from_secs(3), "acknowledged after {took:?}");

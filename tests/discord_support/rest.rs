@@ -46,6 +46,11 @@ struct Inner {
     channel_window: Option<(usize, Duration)>,
     /// channel id → times of its message creates and edits.
     channel_hits: HashMap<String, Vec<Instant>>,
+    /// interaction token → the channel the interaction came from.
+    interactions: HashMap<String, String>,
+    /// Answer every interaction webhook call as Discord does once a token
+    /// has expired (401, code 50027).
+    tokens_expired: bool,
 }
 
 #[derive(Clone)]
@@ -92,6 +97,21 @@ impl Rest {
         self.inner.lock().unwrap().channel_window = Some((limit, window));
     }
 
+    /// Tells the stand-in which channel an interaction (by its token) came
+    /// from, as Discord knows: its follow-ups are messages in that channel.
+    pub fn interaction(&self, token: &str, channel: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .interactions
+            .insert(token.into(), channel.into());
+    }
+
+    /// From now on every interaction token is expired.
+    pub fn expire_tokens(&self) {
+        self.inner.lock().unwrap().tokens_expired = true;
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.inner.lock().unwrap().requests.clone()
     }
@@ -115,7 +135,9 @@ impl Rest {
         let mut list: Vec<Value> = inner
             .messages
             .values()
+            // Ephemeral follow-ups are seen by one person, not in the channel.
             .filter(|m| m["channel_id"] == json!(channel.to_string()))
+            .filter(|m| m["flags"].as_u64().unwrap_or(0) & 64 == 0)
             .cloned()
             .collect();
         list.sort_by_key(|m| m["id"].as_str().unwrap().parse::<u64>().unwrap());
@@ -326,9 +348,46 @@ fn respond(rest: &Rest, m: &str, path: &str, template: &str, body: &Value) -> (S
         ("DELETE", "/webhooks/{webhook_id}/{webhook_token}/messages/@original") => {
             (StatusCode::NO_CONTENT, Value::Null)
         }
+        ("POST", "/webhooks/{webhook_id}/{webhook_token}")
+        | ("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}")
+            if inner.tokens_expired =>
+        {
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"code": 50027, "message": "Invalid Webhook Token"}),
+            )
+        }
         ("POST", "/webhooks/{webhook_id}/{webhook_token}") => {
             let id = rest.id();
-            (StatusCode::OK, message(id, "0", body))
+            let channel = inner
+                .interactions
+                .get(&segment(path, 3))
+                .cloned()
+                .unwrap_or_else(|| "0".into());
+            let msg = message(id, &channel, body);
+            inner.messages.insert(id, msg.clone());
+            (StatusCode::OK, msg)
+        }
+        ("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}") => {
+            let id: u64 = segment(path, 5).parse().unwrap_or_default();
+            let channel = inner.interactions.get(&segment(path, 3)).cloned();
+            let Some(old) = inner
+                .messages
+                .get(&id)
+                .filter(|m| channel.is_some_and(|c| m["channel_id"] == json!(c)))
+                .cloned()
+            else {
+                return (
+                    StatusCode::NOT_FOUND,
+                    json!({"code": 10008, "message": "Unknown Message"}),
+                );
+            };
+            let mut merged = old;
+            for (k, v) in body.as_object().into_iter().flatten() {
+                merged[k] = v.clone();
+            }
+            inner.messages.insert(id, merged.clone());
+            (StatusCode::OK, merged)
         }
         ("PUT", "/applications/{application_id}/commands")
         | ("PUT", "/applications/{application_id}/guilds/{guild_id}/commands") => {

@@ -108,6 +108,8 @@ struct Origin {
     event_id: String,
     channel: u64,
     token: String,
+    /// A slash command's id: its job's progress becomes its follow-up.
+    interaction: Option<String>,
 }
 
 impl Discord {
@@ -208,7 +210,10 @@ impl Discord {
             event_id: format!("discord:{}", cmd.id),
             channel: cmd.channel_id.get(),
             token: cmd.token.clone(),
+            interaction: Some(cmd.id.to_string()),
         };
+        self.sink
+            .remember_interaction(&cmd.id.to_string(), &cmd.token);
         let this = self.clone();
         self.tracker.spawn(async move {
             let reply = this.run(&origin, line).await;
@@ -260,6 +265,7 @@ impl Discord {
             event_id: format!("discord:{}", c.id),
             channel: c.channel_id.get(),
             token: c.token.clone(),
+            interaction: None,
         };
         let line = match Button::parse(&c.data.custom_id) {
             Some(Button::Approve(id)) => Ok(format!("/approve {id}")),
@@ -295,6 +301,7 @@ impl Discord {
             event_id: format!("discord:{}", m.id),
             channel: m.channel_id.get(),
             token: m.token.clone(),
+            interaction: None,
         };
         let reason = m
             .data
@@ -354,6 +361,7 @@ impl Discord {
             platform: Platform::Discord,
             channel: origin.channel.to_string(),
             thread: None,
+            interaction: origin.interaction.clone(),
         };
         let parsed = self.catalog.parse(&line).ok();
         let action = parsed

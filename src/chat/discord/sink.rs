@@ -5,7 +5,10 @@
 //! a send posts a message and returns its reference; an edit only records the
 //! latest text, and one task per channel delivers the latest state of each
 //! message at the channel's pace — so 50 jobs reporting into one channel
-//! coalesce into a few edits instead of a storm of 429s.
+//! coalesce into a few edits instead of a storm of 429s. The progress of a
+//! slash command's job is its follow-up message while the interaction token
+//! lasts: edits go through the interaction's webhook, which Discord does not
+//! count against the channel's message budget.
 
 use crate::chat::{Announcement, AnnouncementKind, ChatError, ChatSink, MessageRef, ReplyTo};
 use crate::domain::team::Platform;
@@ -14,11 +17,11 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use serenity::http::{LightMethod, Request, Route};
-use serenity::model::id::{ChannelId, MessageId};
+use serenity::model::id::{ApplicationId, ChannelId, MessageId};
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
 
 /// How often one call is tried again after a 429 before giving up.
@@ -179,17 +182,57 @@ pub fn clip(text: &str, max: usize) -> String {
     out
 }
 
-/// Edits waiting for their channel: the latest body of each message.
+/// How long an interaction's token is used for follow-ups and their edits.
+/// Discord honours it for 15 minutes; the margin keeps a slow edit in time.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(14 * 60);
+
+/// Where a queue of edits goes: a channel (bot messages, paced at the
+/// channel's budget) or one interaction's webhook (its follow-ups, which
+/// Discord does not count against the channel).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    Channel(u64),
+    Webhook(String),
+}
+
+/// Edits waiting for their lane: the latest body of each message, with the
+/// channel the message is in (for the fallback when a token has expired).
 #[derive(Default)]
 struct Queue {
-    bodies: BTreeMap<u64, Value>,
+    bodies: BTreeMap<u64, (u64, Value)>,
     running: bool,
+}
+
+/// Interaction tokens, in memory only: a restart forgets them, and progress
+/// then goes through the channel. Never logged, never stored.
+#[derive(Default)]
+struct Tokens {
+    /// interaction id → (token, when the interaction arrived)
+    live: HashMap<String, (SecretString, Instant)>,
+    /// follow-up message id → the interaction it belongs to
+    messages: HashMap<u64, String>,
+}
+
+impl Tokens {
+    fn token(&self, interaction: &str) -> Option<SecretString> {
+        self.live
+            .get(interaction)
+            .filter(|(_, at)| at.elapsed() < TOKEN_LIFETIME)
+            .map(|(t, _)| t.clone())
+    }
+
+    fn forget_expired(&mut self) {
+        self.live.retain(|_, (_, at)| at.elapsed() < TOKEN_LIFETIME);
+        let live = &self.live;
+        self.messages.retain(|_, i| live.contains_key(i));
+    }
 }
 
 /// The Discord [`ChatSink`].
 pub struct DiscordSink {
     rest: Arc<Rest>,
-    queues: Arc<Mutex<HashMap<u64, Queue>>>,
+    queues: Arc<Mutex<HashMap<Lane, Queue>>>,
+    tokens: Arc<Mutex<Tokens>>,
     /// The app's tracker: a shutdown waits for queued edits (the final states).
     tracker: TaskTracker,
 }
@@ -199,22 +242,42 @@ impl DiscordSink {
         DiscordSink {
             rest,
             queues: Arc::default(),
+            tokens: Arc::default(),
             tracker,
         }
     }
 
-    /// Queues `body` as the latest state of message `id`; a channel's task
-    /// sends the queue at the channel's pace.
-    pub fn queue_edit(&self, channel: u64, id: u64, body: Value) {
+    /// Keeps a slash command's token so that the progress of the job it
+    /// starts can be posted as its follow-up.
+    pub fn remember_interaction(&self, interaction: &str, token: &str) {
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.forget_expired();
+        tokens.live.insert(
+            interaction.to_string(),
+            (SecretString::from(token.to_string()), Instant::now()),
+        );
+    }
+
+    /// Queues `body` as the latest state of message `id` in `channel`; the
+    /// lane's task sends the queue (a channel's at the channel's pace).
+    fn queue_edit(&self, channel: u64, id: u64, body: Value) {
+        let lane = {
+            let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            match tokens.messages.get(&id) {
+                Some(i) if tokens.token(i).is_some() => Lane::Webhook(i.clone()),
+                _ => Lane::Channel(channel),
+            }
+        };
         let start = {
             let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-            let q = queues.entry(channel).or_default();
-            q.bodies.insert(id, body);
+            let q = queues.entry(lane.clone()).or_default();
+            q.bodies.insert(id, (channel, body));
             !std::mem::replace(&mut q.running, true)
         };
         if start {
-            let (rest, queues) = (self.rest.clone(), self.queues.clone());
-            self.tracker.spawn(drain(rest, queues, channel));
+            let (rest, queues, tokens) =
+                (self.rest.clone(), self.queues.clone(), self.tokens.clone());
+            self.tracker.spawn(drain(rest, queues, tokens, lane));
         }
     }
 
@@ -231,13 +294,90 @@ impl DiscordSink {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Posts `body` as a follow-up of `interaction` while its token is
+    /// valid: Some(message id, channel), or None to post in the channel.
+    async fn follow_up(&self, interaction: &str, body: &Value) -> Option<(u64, Option<u64>)> {
+        let token = {
+            let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            tokens.token(interaction)?
+        };
+        let answer = self
+            .rest
+            .call(
+                "progress follow-up",
+                LightMethod::Post,
+                Route::WebhookFollowupMessages {
+                    application_id: ApplicationId::new(self.rest.application_id.max(1)),
+                    token: token.expose_secret(),
+                },
+                Some(body),
+                None,
+            )
+            .await;
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        match answer {
+            Ok(Some(msg)) => {
+                let id = snowflake(Some(&msg["id"]))?;
+                tokens.messages.insert(id, interaction.to_string());
+                Some((id, snowflake(Some(&msg["channel_id"]))))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::info!(error = %e, "a command's follow-up failed; progress goes to its channel");
+                tokens.live.remove(interaction);
+                None
+            }
+        }
+    }
 }
 
-async fn drain(rest: Arc<Rest>, queues: Arc<Mutex<HashMap<u64, Queue>>>, channel: u64) {
+/// Edits one follow-up through its interaction's webhook. Err(false): the
+/// token is gone (expired or refused), try the channel instead.
+async fn edit_follow_up(
+    rest: &Rest,
+    tokens: &Mutex<Tokens>,
+    interaction: &str,
+    id: u64,
+    body: &Value,
+) -> Result<(), ChatError> {
+    let token = {
+        let tokens = tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.token(interaction)
+    };
+    let Some(token) = token else {
+        return Err(ChatError::Platform("the interaction token expired".into()));
+    };
+    let edited = rest
+        .call(
+            "edit progress follow-up",
+            LightMethod::Patch,
+            Route::WebhookFollowupMessage {
+                application_id: ApplicationId::new(rest.application_id.max(1)),
+                token: token.expose_secret(),
+                message_id: MessageId::new(id.max(1)),
+            },
+            Some(body),
+            None,
+        )
+        .await;
+    if let Err(ChatError::Platform(_)) = &edited {
+        let mut tokens = tokens.lock().unwrap_or_else(|p| p.into_inner());
+        tokens.live.remove(interaction);
+    }
+    edited.map(|_| ())
+}
+
+async fn drain(
+    rest: Arc<Rest>,
+    queues: Arc<Mutex<HashMap<Lane, Queue>>>,
+    tokens: Arc<Mutex<Tokens>>,
+    lane: Lane,
+) {
     loop {
         let next = {
             let mut all = queues.lock().unwrap_or_else(|p| p.into_inner());
-            let q = all.entry(channel).or_default();
+            let q = all.entry(lane.clone()).or_default();
             match q.bodies.pop_first() {
                 Some(item) => item,
                 None => {
@@ -246,18 +386,29 @@ async fn drain(rest: Arc<Rest>, queues: Arc<Mutex<HashMap<u64, Queue>>>, channel
                 }
             }
         };
-        let (id, body) = next;
-        match rest.edit_message(channel, id, &body).await {
+        let (id, (channel, body)) = next;
+        let sent = match &lane {
+            Lane::Webhook(interaction) => {
+                match edit_follow_up(&rest, &tokens, interaction, id, &body).await {
+                    // The token expired or was refused: the follow-up is the
+                    // bot's own message, editable in its channel.
+                    Err(ChatError::Platform(_)) => rest.edit_message(channel, id, &body).await,
+                    other => other,
+                }
+            }
+            Lane::Channel(channel) => rest.edit_message(*channel, id, &body).await,
+        };
+        match sent {
             Ok(()) => {}
             // Still limited after every retry: keep the state unless a newer
             // one arrived meanwhile, so the final state is not lost.
             Err(ChatError::RateLimited(_)) => {
                 let mut all = queues.lock().unwrap_or_else(|p| p.into_inner());
-                all.entry(channel)
+                all.entry(lane.clone())
                     .or_default()
                     .bodies
                     .entry(id)
-                    .or_insert(body);
+                    .or_insert((channel, body));
             }
             Err(e) => {
                 tracing::warn!(channel, message = id, error = %e, "could not edit a Discord message")
@@ -277,10 +428,23 @@ impl ChatSink for DiscordSink {
         Platform::Discord
     }
 
+    /// Progress of a slash command's job without a thread of its own goes
+    /// out as the command's follow-up while its token lasts; otherwise (a
+    /// thread, a restart since, an expired token) as a bot message.
     async fn send(&self, to: &ReplyTo, text: &str) -> Result<MessageRef, ChatError> {
         // A thread is a channel of its own on Discord.
         let channel = parse_id(to.thread.as_deref().unwrap_or(&to.channel))?;
-        let id = self.rest.post_message(channel, &content(text)).await?;
+        let body = content(text);
+        if let (None, Some(interaction)) = (&to.thread, &to.interaction) {
+            if let Some((id, at)) = self.follow_up(interaction, &body).await {
+                return Ok(MessageRef {
+                    platform: Platform::Discord,
+                    channel: at.unwrap_or(channel).to_string(),
+                    id: id.to_string(),
+                });
+            }
+        }
+        let id = self.rest.post_message(channel, &body).await?;
         Ok(MessageRef {
             platform: Platform::Discord,
             channel: channel.to_string(),

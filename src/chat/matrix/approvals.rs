@@ -152,6 +152,7 @@ pub(crate) async fn on_reaction(
             platform: Platform::Matrix,
             channel: room.room_id().to_string(),
             thread: None,
+            interaction: None,
         };
         let who = actor(&room, &ev.sender).await;
         let sink = shared.sink(&client);
@@ -194,6 +195,7 @@ pub(crate) async fn on_reaction(
         platform: Platform::Matrix,
         channel: room.room_id().to_string(),
         thread: None,
+        interaction: None,
     };
     let inbound = Inbound {
         actor,

@@ -47,6 +47,7 @@ pub(crate) async fn on_message(
         platform: Platform::Matrix,
         channel: room.room_id().to_string(),
         thread,
+        interaction: None,
     };
     let actor = actor(&room, &ev.sender).await;
     let sink = shared.sink(&client);

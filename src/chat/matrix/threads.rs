@@ -56,6 +56,7 @@ pub(crate) async fn route(
                         platform: Platform::Matrix,
                         channel: room,
                         thread: Some(root.to_string()),
+                        interaction: None,
                     },
                     new_thread: true,
                 },
