@@ -461,3 +461,85 @@ fn runnable(
         (a, b) => a.or(b),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::policy::Decision;
+    use crate::domain::quota::{Quota, Resources};
+    use crate::store::envs::NewEnv;
+
+    async fn queue(store: &Store, name: &str, node: &str) -> i64 {
+        let env = NewEnv {
+            name: name.into(),
+            team: "web".into(),
+            owner: "console:bob".into(),
+            owner_display: "bob".into(),
+            profile: "p".into(),
+            node: node.into(),
+            resources: Resources {
+                cores: 1,
+                memory_mb: 512,
+                swap_mb: 0,
+                disk_gb: 4,
+            },
+            request_key: name.into(),
+            ttl_secs: None,
+            announce_to: "{}".into(),
+            domain: None,
+        };
+        let job = NewJob {
+            kind: JobKind::Create,
+            idempotency_key: name.into(),
+            requested_by: "console:bob".into(),
+            reply_to: "{}".into(),
+            steps: vec!["create".into()],
+        };
+        match store
+            .submit_create(env, Quota::default(), |_| Decision::Enqueue, job)
+            .await
+            .unwrap()
+        {
+            super::super::envs::Submitted::Queued { job_id, .. } => job_id,
+            other => panic!("not queued: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn claims_go_oldest_first_and_skip_a_full_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let a1 = queue(&store, "a1", "pve1").await;
+        let a2 = queue(&store, "a2", "pve1").await;
+        let b1 = queue(&store, "b1", "pve2").await;
+        let claim = || store.claim("w".into(), 60, 1);
+        assert_eq!(claim().await.unwrap().map(|j| j.id), Some(a1));
+        // pve1 runs one job already: its second waits, pve2's goes first.
+        assert_eq!(claim().await.unwrap().map(|j| j.id), Some(b1));
+        assert_eq!(claim().await.unwrap().map(|j| j.id), None);
+        assert!(store
+            .set_job_state(a1, JobState::Running, JobState::Succeeded, None)
+            .await
+            .unwrap());
+        assert_eq!(claim().await.unwrap().map(|j| j.id), Some(a2));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_lease_ran_out_is_claimed_again_before_newer_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let old = queue(&store, "old", "pve1").await;
+        let new = queue(&store, "new", "pve1").await;
+        assert_eq!(
+            store.claim("w1".into(), -1, 8).await.unwrap().map(|j| j.id),
+            Some(old)
+        );
+        // Its lease (already expired) no longer holds: the oldest goes first.
+        let again = store.claim("w2".into(), 60, 8).await.unwrap().unwrap();
+        assert_eq!((again.id, again.state), (old, JobState::Running));
+        assert_eq!(
+            store.claim("w2".into(), 60, 8).await.unwrap().map(|j| j.id),
+            Some(new)
+        );
+    }
+}
