@@ -312,15 +312,23 @@ impl Store {
         data: serde_json::Value,
         error: Option<String>,
     ) -> Result<(), StoreError> {
+        self.call(move |c| write_step(c, job_id, seq, state, &data, error.as_deref()))
+            .await
+    }
+
+    /// Marks a step running and logs `line` for it, in one transaction.
+    pub async fn begin_step(
+        &self,
+        job_id: i64,
+        seq: i64,
+        data: serde_json::Value,
+        line: String,
+    ) -> Result<(), StoreError> {
         self.call(move |c| {
-            let t = now();
-            c.execute(
-                "UPDATE job_steps SET state = ?3, data = ?4, error = ?5,
-                        started_at = CASE WHEN ?3 = 'running' THEN COALESCE(started_at, ?6) ELSE started_at END,
-                        finished_at = CASE WHEN ?3 IN ('done', 'failed', 'compensated', 'skipped') THEN ?6 ELSE finished_at END
-                 WHERE job_id = ?1 AND seq = ?2",
-                params![job_id, seq, state.as_str(), data.to_string(), error, t],
-            )?;
+            let tx = c.transaction()?;
+            write_step(&tx, job_id, seq, StepState::Running, &data, None)?;
+            write_log(&tx, job_id, "info", &line)?;
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -368,14 +376,7 @@ impl Store {
         level: &'static str,
         line: String,
     ) -> Result<(), StoreError> {
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO job_log (job_id, at_ms, level, line) VALUES (?1, ?2, ?3, ?4)",
-                params![job_id, now_ms(), level, line],
-            )?;
-            Ok(())
-        })
-        .await
+        self.call(move |c| write_log(c, job_id, level, &line)).await
     }
 
     pub async fn job_log(&self, job_id: i64) -> Result<Vec<LogLine>, StoreError> {
@@ -407,6 +408,30 @@ impl Store {
         })
         .await
     }
+}
+
+fn write_step(
+    c: &Connection,
+    job_id: i64,
+    seq: i64,
+    state: StepState,
+    data: &serde_json::Value,
+    error: Option<&str>,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "UPDATE job_steps SET state = ?3, data = ?4, error = ?5,
+                started_at = CASE WHEN ?3 = 'running' THEN COALESCE(started_at, ?6) ELSE started_at END,
+                finished_at = CASE WHEN ?3 IN ('done', 'failed', 'compensated', 'skipped') THEN ?6 ELSE finished_at END
+         WHERE job_id = ?1 AND seq = ?2",
+    )?
+    .execute(params![job_id, seq, state.as_str(), data.to_string(), error, now()])?;
+    Ok(())
+}
+
+fn write_log(c: &Connection, job_id: i64, level: &str, line: &str) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT INTO job_log (job_id, at_ms, level, line) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![job_id, now_ms(), level, line])?;
+    Ok(())
 }
 
 /// The oldest runnable job whose node has room: queued, or unfinished with

@@ -239,15 +239,20 @@ impl Worker {
                 )));
             };
             run.resumed = run.steps[i].state == StepState::Running;
-            self.mark(run, i, StepState::Running, None).await?;
             let total = run.steps.len();
+            run.steps[i].state = StepState::Running;
+            run.steps[i].error = None;
             self.store
-                .log(
+                .begin_step(
                     run.job.id,
-                    "info",
+                    run.steps[i].seq,
+                    run.steps[i].data.clone(),
                     format!("step {}/{total}: {}", i + 1, step.name()),
                 )
                 .await?;
+            let _ = self
+                .bus
+                .send(run.view(run.job.state == JobState::RollingBack, None));
             let step_started = Instant::now();
             let outcome = self.run_step(run, i, &step).await;
             self.metrics
