@@ -263,6 +263,7 @@ impl App {
         Reconciler {
             store: self.store.clone(),
             compute: self.compute.clone(),
+            docker: self.docker.clone(),
             config: self.config.clone(),
             clock: self.clock.clone(),
             sinks: self.sinks.get().cloned().unwrap_or_default(),

@@ -400,6 +400,9 @@ impl Dispatcher {
         if let Some(next) = &app.next_image {
             lines.push(format!("  updating to {next}"));
         }
+        if let Some(drift) = self.store.drift(app.env.id).await? {
+            lines.push(format!("  ⚠️ drift: {drift}"));
+        }
         let live = match (&app.container, self.env_host_address(&app).await?) {
             (Some(name), address) => match self.host_for(&app, address) {
                 Ok(host) => match host.containers.inspect(name).await {

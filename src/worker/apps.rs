@@ -10,7 +10,7 @@ use crate::domain::app::{ImageRef, REDACTED};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::docker::{
     self, AppContainer, DockerError, Host, HostNetwork, Networking, LABEL_APP, LABEL_APP_ID,
-    LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM,
+    LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM, OWNER,
 };
 use crate::store::apps::AppRecord;
 use serde_json::{json, Value};
@@ -169,7 +169,7 @@ impl Worker {
             Step::RemoveAppContainers => {
                 let mine = [(LABEL_APP_ID, run.env.id.to_string())];
                 for found in c.list(&mine).await? {
-                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some("slipway") {
+                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some(OWNER) {
                         c.remove(&found.id, self.docker.config.stop_timeout).await?;
                     }
                 }
@@ -242,7 +242,7 @@ impl Worker {
             )));
         }
         let labels = BTreeMap::from([
-            (LABEL_OWNER.to_string(), "slipway".to_string()),
+            (LABEL_OWNER.to_string(), OWNER.to_string()),
             (LABEL_APP_ID.to_string(), run.env.id.to_string()),
             (LABEL_APP.to_string(), run.env.name.clone()),
             (LABEL_TEAM.to_string(), run.env.team.clone()),
