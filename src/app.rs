@@ -108,6 +108,8 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
         "app.info",
         "app.logs",
         "app.restart",
+        "app.stop",
+        "app.start",
         "app.update",
         "app.remove",
     ];
