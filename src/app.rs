@@ -108,6 +108,8 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
         "app.info",
         "app.logs",
         "app.restart",
+        "app.stop",
+        "app.start",
         "app.update",
         "app.remove",
     ];
@@ -264,6 +266,7 @@ impl App {
         Reconciler {
             store: self.store.clone(),
             compute: self.compute.clone(),
+            docker: self.docker.clone(),
             config: self.config.clone(),
             clock: self.clock.clone(),
             sinks: self.sinks.get().cloned().unwrap_or_default(),

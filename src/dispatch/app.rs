@@ -1,5 +1,6 @@
 //! Handlers of `/app …`: deploy (validated, then decided and reserved like an
-//! environment's create), list, info, logs, restart, update and remove. What a
+//! environment's create), list, info, logs, restart, stop, start, update and
+//! remove. What a
 //! value may be is decided in [`crate::domain::app`]; variable values that
 //! look like secrets are never part of a reply.
 
@@ -400,6 +401,9 @@ impl Dispatcher {
         if let Some(next) = &app.next_image {
             lines.push(format!("  updating to {next}"));
         }
+        if let Some(drift) = self.store.drift(app.env.id).await? {
+            lines.push(format!("  ⚠️ drift: {drift}"));
+        }
         let live = match (&app.container, self.env_host_address(&app).await?) {
             (Some(name), address) => match self.host_for(&app, address) {
                 Ok(host) => match host.containers.inspect(name).await {
@@ -454,7 +458,7 @@ impl Dispatcher {
         })
     }
 
-    /// Restart, update or remove: the owner or a team admin queues the job.
+    /// Restart, stop, start, update or remove: the owner or a team admin queues the job.
     pub(super) async fn app_job(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
         let app = match self.visible_app(call).await? {
             Ok(a) => a,
@@ -466,11 +470,14 @@ impl Dispatcher {
         }
         let actor = call.actor();
         const READY: &[EnvState] = &[EnvState::Ready];
+        const STOPPED: &[EnvState] = &[EnvState::Stopped];
         // Destroying too: a remove that failed half-way can be asked for again.
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         let opts = app_options(env.domain.is_some(), &self.config.publish);
         let (kind, what) = match call.spec.action.as_str() {
             "app.restart" => (JobKind::Restart, "restart".to_string()),
+            "app.stop" => (JobKind::Stop, "stop".to_string()),
+            "app.start" => (JobKind::Start, "start".to_string()),
             "app.update" => (JobKind::Update, "update".to_string()),
             _ => (JobKind::Destroy, "remove".to_string()),
         };
@@ -493,7 +500,10 @@ impl Dispatcher {
                     .enqueue_update(env.id, parsed.to_string(), job)
                     .await?
             }
-            JobKind::Restart => self.store.enqueue(env.id, READY, None, job).await?,
+            JobKind::Restart | JobKind::Stop => {
+                self.store.enqueue(env.id, READY, None, job).await?
+            }
+            JobKind::Start => self.store.enqueue(env.id, STOPPED, None, job).await?,
             _ => {
                 self.store
                     .enqueue(env.id, LIVE, Some(EnvState::Destroying), job)

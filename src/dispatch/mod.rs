@@ -173,7 +173,9 @@ impl Dispatcher {
             "app.list" => self.app_list(call).await,
             "app.info" => self.app_info(call).await,
             "app.logs" => self.app_logs(call).await,
-            "app.restart" | "app.update" | "app.remove" => self.app_job(call).await,
+            "app.restart" | "app.stop" | "app.start" | "app.update" | "app.remove" => {
+                self.app_job(call).await
+            }
             "quota" => self.quota(call).await,
             "jobs" => self.jobs(call).await,
             "job" => self.job(call).await,

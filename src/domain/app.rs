@@ -429,7 +429,8 @@ pub struct AppOptions {
 }
 
 /// The steps of an app job, in order. A deploy is a `Create` job, a remove a
-/// `Destroy`, so quota, approval and rollback work as for environments.
+/// `Destroy`, `/app stop` and `/app start` are `Stop` and `Start`, so quota,
+/// approval, state changes and rollback work as for environments.
 pub fn plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
     let mut steps = Vec::new();
     match kind {
@@ -457,6 +458,8 @@ pub fn plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
             Step::RemoveOldContainer,
         ]),
         JobKind::Restart => steps.push(Step::RestartApp),
+        JobKind::Stop => steps.push(Step::StopApp),
+        JobKind::Start => steps.push(Step::StartApp),
         JobKind::Destroy => {
             if opts.dns {
                 steps.push(Step::RemoveDns);
@@ -466,7 +469,6 @@ pub fn plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
             }
             steps.push(Step::RemoveAppContainers);
         }
-        JobKind::Start | JobKind::Stop => {}
     }
     steps
 }
@@ -620,13 +622,10 @@ mod tests {
             route: true,
             dns: true,
         };
-        for kind in [
-            JobKind::Create,
-            JobKind::Update,
-            JobKind::Restart,
-            JobKind::Destroy,
-        ] {
-            for step in plan(kind, opts) {
+        for kind in JobKind::ALL.iter().copied() {
+            let steps = plan(kind, opts);
+            assert!(!steps.is_empty(), "an app's {kind} job has no steps");
+            for step in steps {
                 assert_eq!(Step::parse(&step.name()), Some(step));
             }
         }

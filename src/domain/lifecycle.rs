@@ -138,6 +138,8 @@ pub enum Step {
     SwitchRoute,
     RemoveOldContainer,
     RestartApp,
+    StopApp,
+    StartApp,
     RemoveAppContainers,
 }
 
@@ -173,6 +175,8 @@ impl Step {
             Step::SwitchRoute => "switch route".into(),
             Step::RemoveOldContainer => "remove old container".into(),
             Step::RestartApp => "restart app".into(),
+            Step::StopApp => "stop app".into(),
+            Step::StartApp => "start app".into(),
             Step::RemoveAppContainers => "remove app containers".into(),
         }
     }
@@ -209,6 +213,8 @@ impl Step {
             Step::SwitchRoute,
             Step::RemoveOldContainer,
             Step::RestartApp,
+            Step::StopApp,
+            Step::StartApp,
             Step::RemoveAppContainers,
         ]
         .into_iter()

@@ -1,7 +1,7 @@
 //! The steps of app jobs: pull the image, create and start the container,
 //! check its health, switch the route to it (blue-green), remove the old one,
-//! restart, remove — and their compensation. Like every step they look before
-//! they act: a container is named after its app and job
+//! restart, stop, start, remove — and their compensation. Like every step
+//! they look before they act: a container is named after its app and job
 //! (`slipway-app-<app>-<job>`) and labelled, so a resumed step finds what it
 //! made before a crash; only containers with the app's labels are removed.
 
@@ -10,7 +10,7 @@ use crate::domain::app::{ImageRef, REDACTED};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::docker::{
     self, AppContainer, DockerError, Host, HostNetwork, Networking, LABEL_APP, LABEL_APP_ID,
-    LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM,
+    LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM, OWNER,
 };
 use crate::store::apps::AppRecord;
 use serde_json::{json, Value};
@@ -117,7 +117,9 @@ impl Worker {
                 run.steps[i].data["upstream"] = json!(upstream);
             }
             Step::CheckHealth => {
-                self.check_health(run, &app, &host).await?;
+                let (name, port) = (self.job_container(run)?, self.job_upstream(run)?);
+                self.check_health(&app, &host, &name, port, "the new container")
+                    .await?;
                 if run.job.kind == JobKind::Create {
                     // The first container serves as soon as it is healthy.
                     let image = Self::job_image(run, &app)?;
@@ -160,16 +162,19 @@ impl Worker {
                 self.store.clear_next_image(run.env.id).await?;
             }
             Step::RestartApp => {
-                let name = app
-                    .container
-                    .clone()
-                    .ok_or_else(|| StepError("the app has no container to restart".into()))?;
+                let name = self.serving_container(run, &app, &host).await?;
                 c.restart(&name, self.docker.config.stop_timeout).await?;
+                self.follow_port(run, &app, &host, &name).await?;
             }
+            Step::StopApp => {
+                let name = self.serving_container(run, &app, &host).await?;
+                c.stop(&name, self.docker.config.stop_timeout).await?;
+            }
+            Step::StartApp => self.start_app(run, &app, &host).await?,
             Step::RemoveAppContainers => {
                 let mine = [(LABEL_APP_ID, run.env.id.to_string())];
                 for found in c.list(&mine).await? {
-                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some("slipway") {
+                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some(OWNER) {
                         c.remove(&found.id, self.docker.config.stop_timeout).await?;
                     }
                 }
@@ -242,7 +247,7 @@ impl Worker {
             )));
         }
         let labels = BTreeMap::from([
-            (LABEL_OWNER.to_string(), "slipway".to_string()),
+            (LABEL_OWNER.to_string(), OWNER.to_string()),
             (LABEL_APP_ID.to_string(), run.env.id.to_string()),
             (LABEL_APP.to_string(), run.env.name.clone()),
             (LABEL_TEAM.to_string(), run.env.team.clone()),
@@ -269,28 +274,25 @@ impl Worker {
         Ok(())
     }
 
-    /// GETs the health path of the new container until it answers 2xx or 3xx,
-    /// at most `docker.health_retries` times; fails with the last answer and,
-    /// if the container died, its exit code and last log lines.
+    /// GETs the health path of container `name` (reached on `port`) until it
+    /// answers 2xx or 3xx, at most `docker.health_retries` times; fails with the
+    /// last answer and, if the container died, its exit code and last log lines.
+    /// `which` names the container in the message ("the new container").
     async fn check_health(
         &self,
-        run: &JobRun,
         app: &AppRecord,
         host: &Host,
+        name: &str,
+        port: u16,
+        which: &str,
     ) -> Result<(), StepError> {
         let cfg = &self.docker.config;
-        let url = format!(
-            "http://{}:{}{}",
-            host.address,
-            self.job_upstream(run)?,
-            app.health_path
-        );
+        let url = format!("http://{}:{port}{}", host.address, app.health_path);
         let http = reqwest::Client::builder()
             .timeout(cfg.health_interval.max(Duration::from_secs(2)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| StepError(format!("cannot build the HTTP client: {e}")))?;
-        let name = self.job_container(run)?;
         let mut last = String::new();
         for attempt in 1..=cfg.health_retries {
             match http.get(&url).send().await {
@@ -299,11 +301,11 @@ impl Worker {
                 Err(e) if e.is_timeout() => last = "did not answer in time".into(),
                 Err(_) => last = "refused the connection".into(),
             }
-            if let Some(info) = host.containers.inspect(&name).await? {
+            if let Some(info) = host.containers.inspect(name).await? {
                 if !info.running() && info.state != "restarting" && info.state != "created" {
-                    let logs = host.containers.logs(&name, 5).await.unwrap_or_default();
+                    let logs = host.containers.logs(name, 5).await.unwrap_or_default();
                     return Err(StepError(format!(
-                        "the new container {} (exit code {}){}",
+                        "{which} {} (exit code {}){}",
                         info.state,
                         info.exit_code.unwrap_or_default(),
                         if logs.is_empty() {
@@ -322,10 +324,96 @@ impl Worker {
             }
         }
         Err(StepError(format!(
-            "GET {} on the new container {last} ({} tries, {} apart)",
+            "GET {} on {which} {last} ({} tries, {} apart)",
             app.health_path,
             cfg.health_retries,
             crate::chat::render::duration(cfg.health_interval)
+        )))
+    }
+
+    /// The app's serving container, which must still be on its host.
+    async fn serving_container(
+        &self,
+        run: &JobRun,
+        app: &AppRecord,
+        host: &Host,
+    ) -> Result<String, StepError> {
+        let name = app.container.clone().ok_or_else(|| {
+            StepError(format!(
+                "{} has no container yet; /app info {} shows its state",
+                run.env.name, run.env.name
+            ))
+        })?;
+        if host.containers.inspect(&name).await?.is_none() {
+            return Err(StepError(format!(
+                "its container {name} is no longer on Docker host {}; /app update {} image:{} deploys it again, /app remove {} cleans up",
+                host.key, run.env.name, app.image, run.env.name
+            )));
+        }
+        Ok(name)
+    }
+
+    /// After a (re)start: Docker gives a bridge container's published port anew
+    /// on every start, so a changed port is recorded and the route follows it.
+    /// Returns the port the container is reached on.
+    async fn follow_port(
+        &self,
+        run: &mut JobRun,
+        app: &AppRecord,
+        host: &Host,
+        name: &str,
+    ) -> Result<u16, StepError> {
+        let recorded = app.upstream_port;
+        let now = match host.network {
+            HostNetwork::Host { .. } => recorded,
+            HostNetwork::Bridge => host
+                .containers
+                .inspect(name)
+                .await?
+                .and_then(|i| i.published_port),
+        };
+        let port = now.ok_or_else(|| StepError(format!("Docker published no port for {name}")))?;
+        if recorded != Some(port) {
+            self.publish_app_route(run, port).await?;
+            self.store
+                .set_app_serving(run.env.id, name.to_string(), port, app.image.clone())
+                .await?;
+        }
+        Ok(port)
+    }
+
+    /// `/app start`: starts the stopped serving container and waits until it is
+    /// healthy. If it is not, it is stopped again, so the app stays as it was.
+    async fn start_app(
+        &self,
+        run: &mut JobRun,
+        app: &AppRecord,
+        host: &Host,
+    ) -> Result<(), StepError> {
+        let name = self.serving_container(run, app, host).await?;
+        host.containers.start(&name).await?;
+        let port = self.follow_port(run, app, host, &name).await?;
+        let Err(unhealthy) = self
+            .check_health(app, host, &name, port, "the container")
+            .await
+        else {
+            return Ok(());
+        };
+        let stopped_again = host
+            .containers
+            .stop(&name, self.docker.config.stop_timeout)
+            .await;
+        if let Err(e) = &stopped_again {
+            tracing::warn!(job = run.job.id, container = %name, error = %e, "unhealthy container not stopped again");
+        }
+        Err(StepError(format!(
+            "{unhealthy}. {}; /app logs {} shows why",
+            if stopped_again.is_ok() {
+                "It was stopped again"
+            } else {
+                "It could not be stopped again"
+            },
+            run.env.name
         )))
     }
 
@@ -433,8 +521,12 @@ impl Worker {
                 app.image
             ),
             JobKind::Restart => "restarted".into(),
+            JobKind::Start => format!("started; running {}{url}", app.image),
+            JobKind::Stop => format!(
+                "stopped; its quota stays reserved. /app start {} starts it again",
+                run.env.name
+            ),
             JobKind::Destroy => "removed; its quota is free again".into(),
-            _ => "done".into(),
         }
     }
 

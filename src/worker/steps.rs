@@ -115,6 +115,8 @@ impl Worker {
             | Step::SwitchRoute
             | Step::RemoveOldContainer
             | Step::RestartApp
+            | Step::StopApp
+            | Step::StartApp
             | Step::RemoveAppContainers => self.app_step(run, i, step).await,
         }
     }

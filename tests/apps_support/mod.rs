@@ -11,7 +11,9 @@
 use crate::common::{Opts, Running, TestEnv};
 use crate::publish_support::{free_port, program, run, spawn, wait_until, Proc};
 use serde_json::json;
-use slipway::provider::docker::{ContainerInfo, DockerHosts, LABEL_APP_ID};
+use slipway::provider::docker::{
+    AppContainer, ContainerInfo, DockerHosts, Networking, LABEL_APP_ID,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -124,6 +126,43 @@ impl Dockerd {
             .list(&[(LABEL_APP_ID, app_id.to_string())])
             .await
             .unwrap()
+    }
+
+    /// Runs `slipway-test/web:v1` as `name` with `labels`, as someone working on
+    /// the host by hand would (host network, a free port); returns its name.
+    pub async fn run_by_hand(
+        &self,
+        docker: &DockerHosts,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> String {
+        let containers = docker.host("local", None).unwrap().containers;
+        let spec = AppContainer {
+            name: name.into(),
+            image: "slipway-test/web:v1".into(),
+            env: vec!["GREETING=by hand".into()],
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            cores: 1,
+            memory_mb: 32,
+            networking: Networking::Host {
+                port: crate::publish_support::free_port(),
+            },
+            binds: vec![],
+            privileged: false,
+            devices: vec![],
+        };
+        containers.create(&spec).await.unwrap();
+        containers.start(name).await.unwrap();
+        name.to_string()
+    }
+
+    /// The container called `name` as Docker reports it, if it is there.
+    pub async fn inspect(&self, docker: &DockerHosts, name: &str) -> Option<ContainerInfo> {
+        let containers = docker.host("local", None).unwrap().containers;
+        containers.inspect(name).await.unwrap()
     }
 
     /// Every container on this dockerd.

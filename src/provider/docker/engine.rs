@@ -346,6 +346,26 @@ impl Containers for Engine {
             .map_err(|e| self.error(e))
     }
 
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
+        let options = StopContainerOptions {
+            t: Some(timeout.as_secs() as i32),
+            ..Default::default()
+        };
+        match self
+            .docker()
+            .await?
+            .stop_container(name, Some(options))
+            .await
+        {
+            // 304: already stopped.
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     async fn remove(&self, name: &str, timeout: Duration) -> Result<(), DockerError> {
         let docker = self.docker().await?;
         let stop = StopContainerOptions {

@@ -19,8 +19,10 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Marks every container Slipway owns.
+/// Marks every container Slipway owns (with the value [`OWNER`]).
 pub const LABEL_OWNER: &str = "io.slipway.owner";
+/// The value of [`LABEL_OWNER`] on Slipway's containers.
+pub const OWNER: &str = "slipway";
 /// The app's id (its environment row).
 pub const LABEL_APP_ID: &str = "io.slipway.app-id";
 pub const LABEL_APP: &str = "io.slipway.app";
@@ -124,6 +126,9 @@ pub trait Containers: Send + Sync {
     /// Starts it; Ok if it is running already.
     async fn start(&self, name: &str) -> Result<(), DockerError>;
     async fn restart(&self, name: &str, timeout: Duration) -> Result<(), DockerError>;
+    /// Stops it (SIGTERM, then SIGKILL after `timeout`); Ok if it is stopped already.
+    /// With restart policy `unless-stopped` it stays stopped until started.
+    async fn stop(&self, name: &str, timeout: Duration) -> Result<(), DockerError>;
     /// Stops and removes it (SIGTERM, then SIGKILL after `timeout`); Ok if it is not there.
     async fn remove(&self, name: &str, timeout: Duration) -> Result<(), DockerError>;
     /// Every container (running or not) carrying all of these labels.

@@ -6,11 +6,17 @@
 //! environment — are reported, and removed only after a grace period, only
 //! inside Slipway's VMID ranges and only with its tag. A container without the
 //! tag is never touched.
+//!
+//! [`apps`] does the same for apps' containers on the Docker hosts. The two
+//! halves run independently: Proxmox being down says nothing about Docker.
+
+mod apps;
 
 use crate::chat::{announce, Announcement, AnnouncementKind, Sinks};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::lifecycle::EnvState;
+use crate::provider::docker::DockerHosts;
 use crate::provider::{Compute, Guest, ProviderError};
 use crate::store::{Store, StoreError};
 use crate::worker::steps::{env_tag, OWNER_TAG};
@@ -21,9 +27,18 @@ use tokio_util::sync::CancellationToken;
 /// What one pass found and did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Pass {
+    /// Environments whose drift was newly reported.
     pub drifted: Vec<String>,
+    /// LXC orphans seen (VMIDs).
     pub orphans: Vec<u32>,
     pub removed: Vec<u32>,
+    /// Apps whose drift was newly reported.
+    pub apps_drifted: Vec<String>,
+    /// App orphans seen, as `host/container name`.
+    pub app_orphans: Vec<String>,
+    pub apps_removed: Vec<String>,
+    /// Docker hosts that could not be asked this time (nothing judged there).
+    pub unreachable: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +47,15 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Docker(#[from] crate::provider::docker::DockerError),
 }
 
 pub struct Reconciler {
     pub store: Store,
     pub compute: Arc<dyn Compute>,
+    /// Docker hosts of apps.
+    pub docker: Arc<DockerHosts>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub sinks: Sinks,
@@ -66,17 +85,26 @@ impl Reconciler {
             .any(|t| (t.vmids.0..=t.vmids.1).contains(&vmid))
     }
 
-    /// One comparison of the database with Proxmox.
+    /// One comparison of the database with Proxmox and the Docker hosts.
     pub async fn pass(&self) -> Result<Pass, ReconcileError> {
-        let guests = self.compute.guests().await?;
         let mut pass = Pass::default();
-        self.check_drift(&guests, &mut pass).await?;
-        self.check_orphans(&guests, &mut pass).await?;
+        let lxc = self.pass_lxc(&mut pass).await;
+        let apps = self.pass_apps(&mut pass).await;
+        lxc.and(apps)?;
         Ok(pass)
+    }
+
+    async fn pass_lxc(&self, pass: &mut Pass) -> Result<(), ReconcileError> {
+        let guests = self.compute.guests().await?;
+        self.check_drift(&guests, pass).await?;
+        self.check_orphans(&guests, pass).await
     }
 
     async fn check_drift(&self, guests: &[Guest], pass: &mut Pass) -> Result<(), ReconcileError> {
         for env in self.store.list_envs(None).await? {
+            if env.is_app() {
+                continue; // see `apps`
+            }
             let expected_running = match env.state {
                 EnvState::Ready => true,
                 EnvState::Stopped => false,
