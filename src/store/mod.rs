@@ -38,7 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0004_domains.sql"),
     include_str!("../../migrations/0005_chat_refs.sql"),
     include_str!("../../migrations/0006_apps.sql"),
-    include_str!("../../migrations/0008_app_reconcile.sql"),
+    include_str!("../../migrations/0007_app_reconcile.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
