@@ -1,7 +1,8 @@
 //! Figure: the full create pipeline. 200 environments through the dispatcher
 //! of an in-process Slipway (16 workers) against fakepve with instant tasks,
-//! then a minimal client making the same Proxmox calls (create, poll, start,
-//! poll, status; 16 at a time) in the same run, for the wall-time comparison.
+//! and a minimal client making the same Proxmox calls (create, poll, start,
+//! poll, status, interfaces; 16 at a time) in the same run, for the wall-time
+//! comparison: three alternating rounds, the best of each side.
 
 use crate::common::{Opts, TestEnv};
 use crate::Figure;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 const ENVS: usize = 200;
 const AT_ONCE: usize = 16;
+const ROUNDS: usize = 3;
 
 /// User + system CPU seconds of this whole process so far (from
 /// /proc/self/stat, which keeps the time of threads that have exited).
@@ -25,14 +27,14 @@ fn process_cpu() -> f64 {
     (f[11] + f[12]) as f64 / 100.0
 }
 
-/// Slipway's phase: (wall, CPU seconds, failed jobs, Proxmox requests).
-async fn slipway_phase(env: &TestEnv) -> (Duration, f64, i64, usize) {
+/// Slipway's phase: (wall, CPU seconds, failed jobs so far, Proxmox requests).
+async fn slipway_phase(env: &TestEnv, round: usize) -> (Duration, f64, i64, usize) {
     let running = env.start();
     env.pve.clear_requests().await;
     let cpu = process_cpu();
     let started = Instant::now();
     let lines: Vec<String> = (0..ENVS)
-        .map(|i| format!("/env create profile:ci-app name:pipe{i:03}"))
+        .map(|i| format!("/env create profile:ci-app name:pipe{round}-{i:03}"))
         .collect();
     let replies = futures::future::join_all(lines.iter().map(|l| running.say("bob", l))).await;
     for r in &replies {
@@ -42,7 +44,7 @@ async fn slipway_phase(env: &TestEnv) -> (Duration, f64, i64, usize) {
         let done = running
             .count("SELECT COUNT(*) FROM jobs WHERE state IN ('succeeded', 'failed')")
             .await;
-        if done as usize >= ENVS {
+        if done as usize >= ENVS * (round + 1) {
             break;
         }
         assert!(
@@ -56,11 +58,40 @@ async fn slipway_phase(env: &TestEnv) -> (Duration, f64, i64, usize) {
     let failed = running
         .count("SELECT COUNT(*) FROM jobs WHERE state = 'failed'")
         .await;
-    let requests = env.pve.requests().await.len();
+    let all = env.pve.requests().await;
+    if round == 0 {
+        eprintln!("Slipway's Proxmox requests per environment, by call:");
+        for (call, n) in by_call(&all) {
+            eprintln!("  {:.2}  {call}", n as f64 / ENVS as f64);
+        }
+    }
+    let requests = all.len();
     if let Some(app) = running.app {
         app.shutdown(Duration::from_secs(10)).await;
     }
     (wall, cpu, failed, requests)
+}
+
+/// Requests counted by method and path, ids replaced by `{id}`.
+fn by_call(requests: &[Value]) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::new();
+    for r in requests {
+        let path: Vec<&str> = r["path"].as_str().unwrap_or_default().split('/').collect();
+        let path: Vec<&str> = path
+            .iter()
+            .map(|s| {
+                if s.starts_with("UPID:") || s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty()
+                {
+                    "{id}"
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let call = format!("{} {}", r["method"].as_str().unwrap_or("?"), path.join("/"));
+        *counts.entry(call).or_insert(0) += 1;
+    }
+    counts.into_iter().collect()
 }
 
 struct Client {
@@ -142,11 +173,18 @@ impl Client {
             )
             .await;
         assert_eq!(st["status"], "running", "CT {vmid}");
+        // Slipway reads the address the container got, once.
+        self.call(
+            reqwest::Method::GET,
+            &format!("nodes/pve1/lxc/{vmid}/interfaces"),
+            &[],
+        )
+        .await;
     }
 }
 
 /// The minimal client's phase: (wall, Proxmox requests).
-async fn client_phase(env: &TestEnv) -> (Duration, usize) {
+async fn client_phase(env: &TestEnv, round: usize) -> (Duration, usize) {
     let pem = std::fs::read(&env.pve.ca).unwrap();
     let client = Client {
         http: reqwest::Client::builder()
@@ -159,7 +197,7 @@ async fn client_phase(env: &TestEnv) -> (Duration, usize) {
     env.pve.clear_requests().await;
     let started = Instant::now();
     futures::stream::iter(0..ENVS as u32)
-        .map(|i| client.create(3000 + i))
+        .map(|i| client.create(3000 + (round * ENVS) as u32 + i))
         .buffer_unordered(AT_ONCE)
         .collect::<Vec<()>>()
         .await;
@@ -182,15 +220,30 @@ pub async fn full_pipeline() -> Vec<Figure> {
             json!({"avail": 1u64 << 50, "total": 1u64 << 51}),
         )
         .await;
-    let (wall, cpu, failed, requests) = slipway_phase(&env).await;
-    let (client_wall, client_requests) = client_phase(&env).await;
+    // Alternating rounds, best of each: the machine's load moves both alike.
+    let mut slipway = Vec::new();
+    let mut client = Vec::new();
+    for round in 0..ROUNDS {
+        client.push(client_phase(&env, round).await);
+        slipway.push(slipway_phase(&env, round).await);
+    }
+    let (wall, _, _, requests) = slipway
+        .iter()
+        .copied()
+        .min_by_key(|s| s.0)
+        .expect("a round");
+    let cpu = slipway.iter().map(|s| s.1).fold(f64::MAX, f64::min);
+    // The count covers every round's jobs.
+    let failed = slipway.last().map(|s| s.2).unwrap_or(0);
+    let (client_wall, client_requests) =
+        client.iter().copied().min_by_key(|c| c.0).expect("a round");
     let per_env_ms = cpu * 1000.0 / ENVS as f64;
     let ratio = wall.as_secs_f64() / client_wall.as_secs_f64();
     vec![
         Figure::new(
             "full pipeline: Slipway CPU per environment",
             format!(
-                "{per_env_ms:.2} ms ({cpu:.2} s CPU of the bench process over {ENVS} creates, {failed} failed)"
+                "{per_env_ms:.2} ms ({cpu:.2} s CPU of the bench process over {ENVS} creates, best of {ROUNDS} rounds, {failed} failed)"
             ),
             "<= 5 ms",
             per_env_ms <= 5.0 && failed == 0,
@@ -198,7 +251,7 @@ pub async fn full_pipeline() -> Vec<Figure> {
         Figure::new(
             "full pipeline: wall time vs minimal client",
             format!(
-                "{:.2} s vs {:.2} s = {ratio:.2}x ({:.1} vs {:.1} Proxmox requests per env)",
+                "{:.2} s vs {:.2} s = {ratio:.2}x, best of {ROUNDS} alternating rounds ({:.1} vs {:.1} Proxmox requests per env)",
                 wall.as_secs_f64(),
                 client_wall.as_secs_f64(),
                 requests as f64 / ENVS as f64,
