@@ -6,6 +6,7 @@
 
 mod apps;
 mod backoff;
+mod create;
 pub mod guest_ids;
 mod publish;
 mod rollback;

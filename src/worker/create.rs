@@ -1,0 +1,257 @@
+//! The create step and what it needs: a static address from the team's
+//! pool, a VMID from the team's range (reserved in the database before the
+//! create is sent), the container spec from the profile, and the create
+//! itself — which first looks whether an earlier attempt already made the
+//! container (its task id saved, or a container with this environment's tag).
+
+use super::steps::{env_tag, task_of, team_tag, OWNER_TAG};
+use super::{JobRun, StepError, Worker};
+use crate::domain::lifecycle::StepState;
+use crate::provider::{ContainerSpec, ProviderError};
+use serde_json::json;
+use std::time::Duration;
+
+impl Worker {
+    pub(super) async fn allocate_ip(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<StepState, StepError> {
+        let team = self
+            .config
+            .team(&run.env.team)
+            .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
+        let pool = team
+            .ip_pool
+            .as_ref()
+            .ok_or_else(|| StepError(format!("team {} has no ip_pool", team.name)))?;
+        let candidates: Vec<String> = pool
+            .addresses()
+            .filter(|a| *a != pool.gateway)
+            .map(|a| a.to_string())
+            .collect();
+        let Some(addr) = self
+            .store
+            .allocate_ip(run.env.id, team.name.0.clone(), candidates)
+            .await?
+        else {
+            return Err(StepError(format!(
+                "team {}'s address pool {}-{} is used up; destroy an environment or ask an admin to widen it",
+                team.name, pool.first, pool.last
+            )));
+        };
+        run.steps[i].data["address"] = json!(addr);
+        self.store
+            .set_address(run.env.id, Some(addr.clone()))
+            .await?;
+        run.env.address = Some(addr);
+        Ok(StepState::Done)
+    }
+
+    /// Picks the lowest VMID of the team's range that neither the database nor
+    /// the cluster uses, and reserves it in the database.
+    async fn allocate_vmid(&self, run: &mut JobRun, skip: &[u32]) -> Result<u32, StepError> {
+        let team = self
+            .config
+            .team(&run.env.team)
+            .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
+        let mut taken: Vec<u32> = self.store.live_vmids().await?;
+        taken.extend(self.guest_ids.get(self.compute.as_ref()).await?);
+        taken.extend_from_slice(skip);
+        for vmid in team.vmids.0..=team.vmids.1 {
+            if taken.contains(&vmid) {
+                continue;
+            }
+            if self.store.reserve_vmid(run.env.id, vmid).await? {
+                run.env.vmid = Some(vmid);
+                return Ok(vmid);
+            }
+        }
+        Err(StepError(format!(
+            "team {}'s VMID range {}-{} has no free id; destroy an environment or ask an admin to widen it",
+            team.name, team.vmids.0, team.vmids.1
+        )))
+    }
+
+    fn spec(&self, run: &JobRun, vmid: u32) -> Result<ContainerSpec, StepError> {
+        let p = self.profile(run)?;
+        let team = self.config.team(&run.env.team);
+        let mut net0 = format!(
+            "name=eth0,bridge={},firewall={}",
+            p.network.bridge,
+            u8::from(p.network.firewall)
+        );
+        if let Some(vlan) = p.network.vlan {
+            net0.push_str(&format!(",tag={vlan}"));
+        }
+        match (&run.env.address, team.and_then(|t| t.ip_pool.as_ref())) {
+            (Some(addr), Some(pool)) if p.network.ip == crate::catalog::profile::IpMode::Pool => {
+                net0.push_str(&format!(
+                    ",ip={addr}/{},gw={}",
+                    pool.prefix_len, pool.gateway
+                ));
+            }
+            _ => net0.push_str(",ip=dhcp"),
+        }
+        let storage = p
+            .storage
+            .clone()
+            .or_else(|| self.config.proxmox.storages.first().cloned())
+            .unwrap_or_default();
+        Ok(ContainerSpec {
+            node: run.env.node.clone(),
+            vmid,
+            hostname: run.env.name.clone(),
+            ostemplate: p.ostemplate.clone(),
+            storage,
+            disk_gb: run.env.resources.disk_gb,
+            cores: run.env.resources.cores,
+            memory_mb: run.env.resources.memory_mb,
+            swap_mb: run.env.resources.swap_mb,
+            unprivileged: p.unprivileged,
+            features: p.features.clone(),
+            onboot: p.onboot,
+            net0,
+            tags: vec![OWNER_TAG.into(), env_tag(run.env.id), team_tag(&run.env.team)],
+            pool: self.config.proxmox.pool.clone(),
+            description: format!(
+                "Managed by Slipway: environment {} (id {}), team {}, profile {}. Do not edit by hand.",
+                run.env.name, run.env.id, run.env.team, run.env.profile
+            ),
+        })
+    }
+
+    pub(super) async fn create_container(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<StepState, StepError> {
+        let timeout = self.config.proxmox.task_timeout;
+        let mut skip: Vec<u32> = Vec::new();
+        // Ids Proxmox said were taken, though this token could not see them.
+        let mut taken: Vec<u32> = Vec::new();
+        let mut backoff = self.backoff();
+        for _ in 0..20 + self.config.proxmox.write_retries {
+            let (vmid, fresh) = match run.env.vmid {
+                Some(v) => (v, false),
+                None => (self.allocate_vmid(run, &skip).await?, true),
+            };
+            run.steps[i].data["vmid"] = json!(vmid);
+            if let Some(task) = task_of(&run.steps[i].data, "task") {
+                // A create was sent before (perhaps before a restart): wait for it.
+                self.compute.wait(&task, timeout).await?;
+                return Ok(StepState::Done);
+            }
+            // An id allocated just now was free in the cluster's listing, so
+            // only a reserved one (from before a restart, or one Proxmox said
+            // was taken) is looked at first. A token limited to Slipway's pool
+            // may not see an id outside it (403): then it is not ours, and
+            // create itself says if it is taken.
+            let existing = if fresh {
+                None
+            } else {
+                match self.compute.config(&run.env.node, vmid).await {
+                    Ok(c) => c,
+                    Err(ProviderError::Api { status: 403, .. }) => None,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            match existing {
+                Some(cfg) if cfg.tags.contains(&env_tag(run.env.id)) => {
+                    // Created before a crash, before its task id was saved.
+                    if self.wait_unlocked(run, vmid, timeout).await? {
+                        return Ok(StepState::Done);
+                    }
+                    return Err(StepError(format!(
+                        "CT {vmid} disappeared while it was being created"
+                    )));
+                }
+                Some(cfg) if cfg.lock.as_deref() == Some("create") => {
+                    // Being created right now: its config shows no tags until the
+                    // task ends. It may be our own request from before a restart.
+                    self.wait_unlocked(run, vmid, timeout).await?;
+                    continue;
+                }
+                None if taken.contains(&vmid) => {
+                    skip.push(vmid);
+                    self.clear_vmid(run).await?;
+                    continue;
+                }
+                Some(_) => {
+                    self.store
+                        .log(
+                            run.job.id,
+                            "warn",
+                            format!("CT {vmid} exists and is not ours; trying the next id"),
+                        )
+                        .await?;
+                    skip.push(vmid);
+                    self.clear_vmid(run).await?;
+                    continue;
+                }
+                None => {}
+            }
+            let spec = self.spec(run, vmid)?;
+            match self.compute.create(&spec).await {
+                Ok(task) => {
+                    run.steps[i].data["task"] = json!(task);
+                    self.checkpoint(run, i).await?;
+                    self.compute.wait(&task, timeout).await?;
+                    return Ok(StepState::Done);
+                }
+                Err(e) if e.is_already_exists() => {
+                    // /cluster/nextid reserves nothing: someone took it meanwhile — or
+                    // our own earlier request did. The next round looks whose it is.
+                    self.store
+                        .log(run.job.id, "warn", format!("{e}; looking whose it is"))
+                        .await?;
+                    taken.push(vmid);
+                }
+                // The loop looks again whether the container exists before it creates it again.
+                Err(e) if backoff.retry(&e).await => {
+                    self.store
+                        .log(run.job.id, "warn", format!("{e}; trying again"))
+                        .await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StepError(
+            "gave up after 20 VMIDs were taken by others while trying".into(),
+        ))
+    }
+
+    async fn clear_vmid(&self, run: &mut JobRun) -> Result<(), StepError> {
+        run.env.vmid = None;
+        self.store.clear_vmid(run.env.id).await?;
+        Ok(())
+    }
+
+    /// Waits until the container's config lock is released: true if it is
+    /// there then, false if it vanished (its create failed). A lock that
+    /// outlives the task timeout is stale: reported, not waited on for ever.
+    pub(super) async fn wait_unlocked(
+        &self,
+        run: &JobRun,
+        vmid: u32,
+        timeout: Duration,
+    ) -> Result<bool, StepError> {
+        let started = std::time::Instant::now();
+        loop {
+            match self.compute.config(&run.env.node, vmid).await? {
+                Some(cfg) if cfg.lock.is_some() => {
+                    if started.elapsed() > timeout {
+                        return Err(StepError(format!(
+                            "CT {vmid} stayed locked ({}) for {}; the lock looks stale: check the task log in Proxmox and `pct unlock {vmid}`",
+                            cfg.lock.unwrap_or_default(),
+                            crate::chat::render::duration(timeout)
+                        )));
+                    }
+                }
+                Some(_) => return Ok(true),
+                None => return Ok(false),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
