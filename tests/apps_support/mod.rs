@@ -5,8 +5,12 @@
 //! 127.0.0.1), test images built `FROM scratch` with busybox-static so no
 //! registry is needed, a real Caddy with a catch-all 404, and a Slipway
 //! configured for both. Everything is stopped and cleaned up on drop.
+//! [`Dockerd::start_with_tls`] also has dockerd listen on TCP with
+//! `--tlsverify` and certificates of a throwaway CA ([`tls`]).
 
 #![allow(dead_code)]
+
+pub mod tls;
 
 use crate::common::{Opts, Running, TestEnv};
 use crate::publish_support::{free_port, program, run, spawn, wait_until, Proc};
@@ -26,10 +30,29 @@ pub struct Dockerd {
     proc: Option<Proc>,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// With [`Dockerd::start_with_tls`]: the TCP listener and its certificates.
+    pub tls: Option<TlsListener>,
+}
+
+/// dockerd's `tcp://127.0.0.1:PORT` listener, with `--tlsverify`.
+pub struct TlsListener {
+    pub port: u16,
+    pub pki: tls::Pki,
 }
 
 impl Dockerd {
+    /// dockerd on its own unix socket only.
     pub async fn start() -> Dockerd {
+        Dockerd::launch(false).await
+    }
+
+    /// dockerd on its unix socket and on `tcp://127.0.0.1:PORT`, where it
+    /// requires TLS and a client certificate of [`tls::Pki::ca`].
+    pub async fn start_with_tls() -> Dockerd {
+        Dockerd::launch(true).await
+    }
+
+    async fn launch(with_tls: bool) -> Dockerd {
         let dockerd = program("dockerd", "docker.io");
         // A short path: a unix socket's path is limited to 108 bytes.
         let dir = tempfile::Builder::new()
@@ -52,17 +75,42 @@ impl Dockerd {
                 "--bridge=none",
                 "--shutdown-timeout=2",
             ]);
+        let tls = with_tls.then(|| TlsListener {
+            port: free_port(),
+            pki: tls::Pki::new(&dir.path().join("pki")),
+        });
+        if let Some(t) = &tls {
+            cmd.arg("-H")
+                .arg(format!("tcp://127.0.0.1:{}", t.port))
+                .arg("--tlsverify")
+                .arg("--tlscacert")
+                .arg(&t.pki.ca)
+                .arg("--tlscert")
+                .arg(&t.pki.server_cert)
+                .arg("--tlskey")
+                .arg(&t.pki.server_key);
+        }
         let mut proc = spawn("dockerd", cmd, dir.path().join("dockerd.log"));
         let sock = socket.clone();
+        let port = tls.as_ref().map(|t| t.port);
         wait_until(&mut proc, Duration::from_secs(30), || {
             let sock = sock.clone();
-            async move { ping(&sock).await }
+            async move {
+                let tcp_up = match port {
+                    Some(p) => tokio::net::TcpStream::connect(("127.0.0.1", p))
+                        .await
+                        .is_ok(),
+                    None => true,
+                };
+                tcp_up && ping(&sock).await
+            }
         })
         .await;
         Dockerd {
             proc: Some(proc),
             dir,
             socket,
+            tls,
         }
     }
 
@@ -299,8 +347,14 @@ pub struct World {
     pub env: TestEnv,
 }
 
-/// The `[docker]` section for `dockerd`, fast health checks and grace.
+/// The `[docker]` section for `dockerd`'s socket, fast health checks and grace.
 pub fn docker_section(dockerd: &Dockerd) -> String {
+    docker_section_for("local", &format!("url = \"{}\"", dockerd.url()))
+}
+
+/// The `[docker]` section with one host `name` for team web, reached as
+/// `connection` says (its `url` and any TLS files).
+pub fn docker_section_for(name: &str, connection: &str) -> String {
     let (first, last) = free_range(8);
     format!(
         r#"
@@ -312,28 +366,41 @@ stop_timeout = "2s"
 default_memory_mb = 64
 
 [[docker.hosts]]
-name = "local"
-url = "{url}"
+name = "{name}"
+{connection}
 address = "127.0.0.1"
 network = "host"
 ports = "{first}-{last}"
 teams = ["web"]
-"#,
-        url = dockerd.url()
+"#
     )
 }
 
 impl World {
     /// dockerd with the test images, optionally Caddy, and a configured Slipway.
-    pub async fn new(with_caddy: bool, mut opts: Opts) -> World {
+    pub async fn new(with_caddy: bool, opts: Opts) -> World {
         let dockerd = Dockerd::start().await;
+        let section = docker_section(&dockerd);
+        World::around(dockerd, section, with_caddy, opts).await
+    }
+
+    /// Like [`World::new`] without Caddy, with dockerd also on TCP with TLS and
+    /// Slipway's one host, `tls1`, declared as `tcp://127.0.0.1:PORT` with
+    /// the client identity [`tls::Pki::client`].
+    pub async fn with_tls(opts: Opts) -> World {
+        let dockerd = Dockerd::start_with_tls().await;
+        let section = docker_section_for(tls::TLS_HOST, &dockerd.tls_connection());
+        World::around(dockerd, section, false, opts).await
+    }
+
+    async fn around(dockerd: Dockerd, section: String, with_caddy: bool, mut opts: Opts) -> World {
         dockerd.build_images();
         let caddy = if with_caddy {
             Some(Caddy::start(dockerd.dir.path()).await)
         } else {
             None
         };
-        let mut extra = docker_section(&dockerd);
+        let mut extra = section;
         if let Some(c) = &caddy {
             extra.push_str(&format!(
                 "\n[publish]\nrouter = \"caddy-api\"\nzones = [\"test.example\"]\n[publish.caddy_api]\nadmin_url = \"{}\"\nserver = \"slipway\"\n",

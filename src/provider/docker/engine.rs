@@ -2,6 +2,11 @@
 //! TCP with TLS (client certificate; rustls with ring). The API version is
 //! negotiated on first use, because hosts run older engines (Debian's 20.10
 //! speaks 1.41) than bollard's default.
+//!
+//! TLS failures are explained, not passed through: bollard reports them as
+//! "client error (Connect)", so [`Engine::error`] finds rustls's error in the
+//! chain and says which of ca_file, cert_file and key_file to check (by path:
+//! file contents are never read into a message).
 
 use super::config::{DockerConfig, HostConfig};
 use super::{AppContainer, ContainerInfo, Containers, DockerError, Networking};
@@ -17,7 +22,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -105,14 +110,22 @@ impl Engine {
                     Connect::Unix(path) => {
                         Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
                     }
-                    Connect::Tls { url, ca, cert, key } => Docker::connect_with_ssl(
-                        url,
-                        key,
-                        cert,
-                        ca,
-                        secs,
-                        bollard::API_DEFAULT_VERSION,
-                    ),
+                    Connect::Tls { url, ca, cert, key } => {
+                        self.check_tls_files(ca, cert, key)?;
+                        // bollard builds its rustls config with the process's
+                        // provider; with both ring and aws-lc-rs in the build
+                        // (matrix-sdk's reqwest) rustls cannot choose one and
+                        // panics. Slipway's TLS is ring; Err: one is set already.
+                        let _ = rustls::crypto::ring::default_provider().install_default();
+                        Docker::connect_with_ssl(
+                            url,
+                            key,
+                            cert,
+                            ca,
+                            secs,
+                            bollard::API_DEFAULT_VERSION,
+                        )
+                    }
                 }
                 .map_err(|e| self.error(e))?;
                 client.negotiate_version().await.map_err(|e| self.error(e))
@@ -120,8 +133,91 @@ impl Engine {
             .await
     }
 
+    /// bollard's certificate resolver drops a client identity it cannot read
+    /// and connects without one; dockerd's refusal would then hide the cause.
+    fn check_tls_files(&self, ca: &Path, cert: &Path, key: &Path) -> Result<(), DockerError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let problem = |file: &str, path: &Path, what: String| DockerError::Tls {
+            host: self.host.clone(),
+            message: format!("{file} {}: {what}", path.display()),
+        };
+        for (file, path) in [("ca_file", ca), ("cert_file", cert)] {
+            let pem = std::fs::read(path)
+                .map_err(|e| problem(file, path, format!("cannot be read ({e})")))?;
+            if !CertificateDer::pem_slice_iter(&pem).any(|c| c.is_ok()) {
+                return Err(problem(
+                    file,
+                    path,
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+                ));
+            }
+        }
+        let pem = std::fs::read(key)
+            .map_err(|e| problem("key_file", key, format!("cannot be read ({e})")))?;
+        PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+            problem(
+                "key_file",
+                key,
+                "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
+            )
+        })?;
+        Ok(())
+    }
+
+    /// What to check when the TLS handshake failed with `e`.
+    fn explain_tls(&self, e: &rustls::Error) -> String {
+        use rustls::{AlertDescription as A, CertificateError as C};
+        let (ca, cert, key) = match &self.connect {
+            Connect::Tls { ca, cert, key, .. } => (ca.display(), cert.display(), key.display()),
+            Connect::Unix(_) => return format!("TLS: {e}"),
+        };
+        match e {
+            rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => format!(
+                "dockerd's certificate is not issued for this address ({e}): its subjectAltName must name the host in url"
+            ),
+            rustls::Error::InvalidCertificate(
+                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+            ) => format!("dockerd's certificate is expired or not yet valid ({e}): renew it"),
+            rustls::Error::InvalidCertificate(_) => format!(
+                "Slipway does not trust the certificate dockerd presented ({e}): check that ca_file {ca} holds the CA that signed dockerd's --tlscert"
+            ),
+            rustls::Error::AlertReceived(
+                A::BadCertificate
+                | A::CertificateRequired
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::UnsupportedCertificate
+                | A::CertificateExpired
+                | A::CertificateRevoked
+                | A::AccessDenied
+                | A::DecryptError
+                | A::HandshakeFailure,
+            ) => format!(
+                "dockerd refused Slipway's client certificate ({e}): check that cert_file {cert} is signed by the CA dockerd trusts (its --tlscacert), is still valid, and that key_file {key} is its key"
+            ),
+            other => format!("the TLS handshake failed ({other}): check ca_file {ca}, cert_file {cert} and key_file {key}"),
+        }
+    }
+
     fn error(&self, e: bollard::errors::Error) -> DockerError {
         use bollard::errors::Error as E;
+        // bollard's own message is "client error (Connect)": the cause is further down.
+        let mut causes = Vec::new();
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = next {
+            if let Some(tls) = rustls_error(err) {
+                return DockerError::Tls {
+                    host: self.host.clone(),
+                    message: self.explain_tls(tls),
+                };
+            }
+            let text = err.to_string();
+            if !causes.iter().any(|c: &String| c.contains(&text)) {
+                causes.push(text);
+            }
+            next = err.source();
+        }
         match e {
             E::DockerResponseServerError {
                 status_code,
@@ -135,9 +231,9 @@ impl Engine {
                 host: self.host.clone(),
                 message: format!("no socket at {path}; is dockerd running?"),
             },
-            other => DockerError::Network {
+            _ => DockerError::Network {
                 host: self.host.clone(),
-                message: other.to_string(),
+                message: causes.join(": "),
             },
         }
     }
@@ -150,6 +246,18 @@ impl Engine {
                 ..
             }
         )
+    }
+}
+
+/// The rustls error in `err`, which may be wrapped in io::Errors (hyper-rustls
+/// wraps tokio-rustls's): io::Error's `source` skips what it wraps.
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut e = err;
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 

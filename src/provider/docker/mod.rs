@@ -97,6 +97,9 @@ pub enum DockerError {
     },
     #[error("could not reach Docker on {host}: {message}")]
     Network { host: String, message: String },
+    /// The TLS files are unusable or the handshake failed: retrying will not help.
+    #[error("TLS with Docker on {host} failed: {message}")]
+    Tls { host: String, message: String },
     #[error("{0}")]
     Config(String),
 }
@@ -107,7 +110,7 @@ impl DockerError {
         match self {
             DockerError::Network { .. } => true,
             DockerError::Api { status, .. } => *status >= 500 && *status != 501,
-            DockerError::Config(_) => false,
+            DockerError::Config(_) | DockerError::Tls { .. } => false,
         }
     }
 }
