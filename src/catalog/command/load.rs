@@ -1,0 +1,227 @@
+//! Loading `commands/*.toml`: the raw TOML shapes and their validation into
+//! [`CommandGroup`]s, with every problem reported against its file.
+
+use super::{ChoiceSource, CommandGroup, CommandSpec, OptionKind, OptionSpec, Permission};
+use crate::catalog::Problem;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOption {
+    name: String,
+    description: String,
+    #[serde(rename = "type")]
+    kind: OptionKind,
+    #[serde(default)]
+    required: bool,
+    min: Option<i64>,
+    max: Option<i64>,
+    regex: Option<String>,
+    max_length: Option<usize>,
+    #[serde(default)]
+    choices: Vec<String>,
+    choices_from: Option<ChoiceSource>,
+    /// The last positional option may take the rest of the line (a reason).
+    #[serde(default)]
+    rest: bool,
+    /// A string option that may be given several times (`env:A=1 env:B=2`).
+    #[serde(default)]
+    repeat: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeaf {
+    name: String,
+    description: String,
+    #[serde(default)]
+    permission: Permission,
+    action: Option<String>,
+    #[serde(default)]
+    options: Vec<RawOption>,
+    #[serde(default)]
+    subcommands: Vec<RawLeaf>,
+    #[serde(default)]
+    replies: BTreeMap<String, String>,
+}
+
+pub(in crate::catalog) fn load_file(
+    path: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<CommandGroup> {
+    let file = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(Problem::new(&file, format!("cannot read: {e}")));
+            return None;
+        }
+    };
+    let raw: RawLeaf = match toml::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(Problem::new(&file, e.to_string().trim_end().to_string()));
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut leaves = Vec::new();
+    if raw.subcommands.is_empty() {
+        if let Some(spec) = leaf(&file, vec![raw.name.clone()], &raw, problems) {
+            leaves.push(spec);
+        }
+    } else {
+        if !raw.options.is_empty() || raw.action.is_some() {
+            problems.push(Problem::new(
+                &file,
+                format!(
+                    "command {}: has subcommands, so options and action belong to them",
+                    raw.name
+                ),
+            ));
+        }
+        for sub in &raw.subcommands {
+            if !sub.subcommands.is_empty() {
+                problems.push(Problem::new(
+                    &file,
+                    format!("{} {}: subcommands nest one level only", raw.name, sub.name),
+                ));
+            }
+            let path = vec![raw.name.clone(), sub.name.clone()];
+            if let Some(spec) = leaf(&file, path, sub, problems) {
+                leaves.push(spec);
+            }
+        }
+    }
+    check_name(&file, &raw.name, problems);
+    (problems.len() == before).then(|| CommandGroup {
+        name: raw.name,
+        description: raw.description,
+        leaves,
+        file,
+    })
+}
+
+fn check_name(file: &str, name: &str, problems: &mut Vec<Problem>) {
+    // Discord's rule for command and option names, which the other platforms share.
+    let ok = !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        problems.push(Problem::new(
+            file,
+            format!("name '{name}': use 1-32 lower-case letters, digits, '-' or '_'"),
+        ));
+    }
+}
+
+fn leaf(
+    file: &str,
+    path: Vec<String>,
+    raw: &RawLeaf,
+    problems: &mut Vec<Problem>,
+) -> Option<CommandSpec> {
+    let where_ = path.join(" ");
+    check_name(file, &raw.name, problems);
+    let Some(action) = raw.action.clone() else {
+        problems.push(Problem::new(
+            file,
+            format!("{where_}: missing `action` (the handler to run)"),
+        ));
+        return None;
+    };
+    if raw.description.is_empty() || raw.description.chars().count() > 100 {
+        problems.push(Problem::new(
+            file,
+            format!("{where_}: description must be 1-100 characters"),
+        ));
+    }
+    let mut options = Vec::new();
+    let mut seen_optional = false;
+    for (i, o) in raw.options.iter().enumerate() {
+        check_name(file, &o.name, problems);
+        let regex = match o.regex.as_deref().map(regex::Regex::new) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                problems.push(Problem::new(
+                    file,
+                    format!("{where_}: option {}: bad regex: {e}", o.name),
+                ));
+                None
+            }
+            None => None,
+        };
+        if o.kind == OptionKind::Choice && o.choices.is_empty() && o.choices_from.is_none() {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{where_}: option {}: a choice needs `choices` or `choices_from`",
+                    o.name
+                ),
+            ));
+        }
+        if o.rest && (i + 1 != raw.options.len() || o.kind != OptionKind::String) {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{where_}: option {}: only the last option, a string, may take the rest of the line",
+                    o.name
+                ),
+            ));
+        }
+        if o.repeat && (o.kind != OptionKind::String || o.required || o.rest) {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{where_}: option {}: only an optional string option may repeat",
+                    o.name
+                ),
+            ));
+        }
+        if o.required && seen_optional {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{where_}: option {}: required options come before optional ones",
+                    o.name
+                ),
+            ));
+        }
+        seen_optional |= !o.required;
+        options.push(OptionSpec {
+            name: o.name.clone(),
+            description: o.description.clone(),
+            kind: o.kind,
+            required: o.required,
+            min: o.min,
+            max: o.max,
+            regex,
+            max_length: o.max_length,
+            choices: o.choices.clone(),
+            choices_from: o.choices_from,
+            rest: o.rest,
+            repeat: o.repeat,
+        });
+    }
+    let mut env = minijinja::Environment::new();
+    for (key, template) in &raw.replies {
+        if let Err(e) = env.add_template_owned(key.clone(), template.clone()) {
+            problems.push(Problem::new(
+                file,
+                format!("{where_}: reply {key}: template error: {e}"),
+            ));
+        }
+    }
+    Some(CommandSpec {
+        path,
+        description: raw.description.clone(),
+        permission: raw.permission,
+        action,
+        options,
+        replies: raw.replies.clone(),
+    })
+}

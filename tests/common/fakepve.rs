@@ -1,0 +1,191 @@
+//! fakepve, a fake Proxmox VE, run from `tests/fakepve_driver.py` in the
+//! repository's `.venv`: starting and stopping it, and its control API for
+//! scenarios (failures, lost quorum, foreign containers) and for reading back
+//! the requests it received.
+
+use super::repo;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("SLIPWAY_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = repo().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "fakepve is not installed: run `bash tests/setup.sh` first (or set SLIPWAY_TEST_PYTHON)"
+    );
+    venv
+}
+
+/// A running fakepve with its control API.
+pub struct FakePve {
+    child: Child,
+    pub url: String,
+    pub control: String,
+    pub ca: PathBuf,
+    pub token_id: String,
+    pub token_secret: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for FakePve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl FakePve {
+    /// Starts fakepve; `time_scale` is real seconds per PVE second (0: tasks end at once).
+    pub fn start(time_scale: f64) -> FakePve {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(python())
+            .arg(repo().join("tests/fakepve_driver.py"))
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("--time-scale")
+            .arg(time_scale.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/fakepve_driver.py");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("fakepve driver said {line:?}: {e}"));
+        FakePve {
+            child,
+            url: v["url"].as_str().unwrap().into(),
+            control: v["control"].as_str().unwrap().into(),
+            ca: v["ca"].as_str().unwrap().into(),
+            token_id: v["token_id"].as_str().unwrap().into(),
+            token_secret: v["token_secret"].as_str().unwrap().into(),
+            http: reqwest::Client::new(),
+            _dir: dir,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.control))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert!(status.is_success(), "fakepve control {path} {body}: {v}");
+        v
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.control))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Calls a scenario method of fakepve (fail, lose_quorum, …).
+    pub async fn call(&self, method: &str, args: Value, kwargs: Value) -> Value {
+        self.post(
+            "/call",
+            json!({"method": method, "args": args, "kwargs": kwargs}),
+        )
+        .await
+    }
+
+    /// Makes requests whose path ends with `suffix` fail (see fakepve's `fail`).
+    pub async fn fail(&self, method: &str, suffix: &str, kwargs: Value) {
+        self.call("fail", json!([method, suffix]), kwargs).await;
+    }
+
+    pub async fn set(&self, attr: &str, value: Value) {
+        self.post("/set", json!({"attr": attr, "value": value}))
+            .await;
+    }
+
+    pub async fn guest_set(&self, vmid: u32, set: Value) {
+        self.post("/guest", json!({"vmid": vmid, "set": set})).await;
+    }
+
+    pub async fn storage_set(&self, storage: &str, set: Value) {
+        self.post("/storage", json!({"storage": storage, "set": set}))
+            .await;
+    }
+
+    /// Seeds another API token.
+    pub async fn token(&self, id: &str, secret: &str) {
+        self.post("/token", json!({"id": id, "secret": secret}))
+            .await;
+    }
+
+    pub async fn guests(&self) -> Vec<Value> {
+        self.get("/guests")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn guest(&self, vmid: u32) -> Option<Value> {
+        self.guests()
+            .await
+            .into_iter()
+            .find(|g| g["vmid"] == json!(vmid))
+    }
+
+    /// Every API request fakepve received (method, path, query, body, …).
+    pub async fn requests(&self) -> Vec<Value> {
+        self.get("/requests")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn writes(&self) -> Vec<Value> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| r["method"] != "GET")
+            .collect()
+    }
+
+    /// The DELETE requests for container `vmid`.
+    pub async fn deletes_of(&self, vmid: u32) -> Vec<Value> {
+        let suffix = format!("/lxc/{vmid}");
+        self.writes()
+            .await
+            .into_iter()
+            .filter(|r| {
+                r["method"] == "DELETE" && r["path"].as_str().unwrap_or("").ends_with(&suffix)
+            })
+            .collect()
+    }
+
+    pub async fn clear_requests(&self) {
+        self.post("/requests/clear", json!({})).await;
+    }
+
+    pub async fn add_foreign_ct(&self, vmid: u32) {
+        self.call(
+            "add_ct",
+            json!([vmid, format!("foreign{vmid}")]),
+            json!({"status": "running"}),
+        )
+        .await;
+    }
+}
