@@ -41,13 +41,13 @@ pub struct EnvRecord {
 }
 
 impl EnvRecord {
-    /// Where lifecycle events go; environments from before announcements existed
-    /// fall back to the console.
     /// Whether this row is an app rather than an LXC environment.
     pub fn is_app(&self) -> bool {
         self.kind == crate::domain::app::APP_KIND
     }
 
+    /// Where lifecycle events go; environments from before announcements existed
+    /// fall back to the console.
     pub fn announce_to_or_default(&self) -> String {
         self.announce_to
             .clone()
