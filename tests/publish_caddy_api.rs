@@ -5,63 +5,12 @@
 
 mod publish_support;
 
+use publish_support::caddy::Caddy;
 use publish_support::*;
 use serde_json::Value;
 use slipway::provider::publish::Router;
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
-
-struct Caddy {
-    proc: Proc,
-    admin: String,
-    http_port: u16,
-}
-
-/// Starts Caddy with one HTTP server, `slipway`, whose only route is a
-/// catch-all 404 (an unmatched Host would otherwise get an empty 200).
-async fn start_caddy(dir: &Path) -> Caddy {
-    let caddy = program("caddy", "caddy");
-    let (admin_port, http_port) = (free_port(), free_port());
-    let config = serde_json::json!({
-        "admin": { "listen": format!("127.0.0.1:{admin_port}") },
-        "apps": { "http": { "servers": { "slipway": {
-            "listen": [format!("127.0.0.1:{http_port}")],
-            "automatic_https": { "disable": true },
-            "routes": [{
-                "@id": "catch-all",
-                "handle": [{ "handler": "static_response", "status_code": 404, "body": "no route" }]
-            }]
-        } } } }
-    });
-    let file = dir.join("caddy.json");
-    std::fs::write(&file, config.to_string()).unwrap();
-    let mut cmd = Command::new(caddy);
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&file)
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("HOME", dir);
-    let mut proc = spawn("caddy", cmd, dir.join("caddy.log"));
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    let probe = format!("{admin}/config/");
-    wait_until(&mut proc, Duration::from_secs(10), || {
-        let probe = probe.clone();
-        async move {
-            reqwest::get(&probe)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-        }
-    })
-    .await;
-    Caddy {
-        proc,
-        admin,
-        http_port,
-    }
-}
 
 impl Caddy {
     fn router(&self, dir: &Path) -> Box<dyn Router> {
@@ -101,7 +50,7 @@ impl Caddy {
 #[tokio::test]
 async fn a_published_domain_routes_to_the_backend_and_stops_after_unpublish() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let backend_port = backend("hello from shop").await;
     let router = caddy.router(dir.path());
     let shop = route(12, "shop", Ipv4Addr::LOCALHOST, backend_port);
@@ -128,7 +77,7 @@ async fn a_published_domain_routes_to_the_backend_and_stops_after_unpublish() {
 #[tokio::test]
 async fn publishing_twice_leaves_one_route_and_a_new_address_replaces_it() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let (old_port, new_port) = (backend("old").await, backend("new").await);
     let router = caddy.router(dir.path());
     let mut shop = route(12, "shop", Ipv4Addr::LOCALHOST, old_port);
@@ -148,7 +97,7 @@ async fn publishing_twice_leaves_one_route_and_a_new_address_replaces_it() {
 #[tokio::test]
 async fn concurrent_publishes_of_one_environment_make_one_route() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let port = backend("shop").await;
     let router = caddy.router(dir.path());
     let shop = route(12, "shop", Ipv4Addr::LOCALHOST, port);
@@ -163,7 +112,7 @@ async fn concurrent_publishes_of_one_environment_make_one_route() {
 #[tokio::test]
 async fn unpublishing_a_route_that_is_not_there_is_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let router = caddy.router(dir.path());
     let shop = route(12, "shop", Ipv4Addr::LOCALHOST, 1);
 
@@ -175,7 +124,7 @@ async fn unpublishing_a_route_that_is_not_there_is_ok() {
 #[tokio::test]
 async fn duplicate_routes_left_by_someone_else_are_all_removed() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let router = caddy.router(dir.path());
     let shop = route(12, "shop", Ipv4Addr::LOCALHOST, 1);
     let body = slipway::provider::publish::caddy_api::CaddyApi::route_json(&shop);
@@ -199,7 +148,7 @@ async fn duplicate_routes_left_by_someone_else_are_all_removed() {
 #[tokio::test]
 async fn a_server_name_caddy_does_not_have_is_reported_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
-    let caddy = start_caddy(dir.path()).await;
+    let caddy = Caddy::start(dir.path()).await;
     let toml = format!(
         "router = \"caddy-api\"\nzones = [\"{ZONE}\"]\n[caddy_api]\nadmin_url = \"{}\"\nserver = \"srv9\"\n",
         caddy.admin

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod caddy;
+
 use slipway::catalog::Problem;
 use slipway::domain::domain_name::Domain;
 use slipway::domain::names::EnvName;
