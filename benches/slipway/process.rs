@@ -16,7 +16,7 @@ const STARTS: usize = 5;
 const STORED_ENVS: usize = 10_000;
 const IN_FLIGHT: usize = 100;
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -37,12 +37,12 @@ fn spawn_run(config: &Path) -> Child {
 }
 
 /// Ends a child this benchmark started: by its own handle, never by name.
-fn end(mut child: Child) {
+pub(crate) fn end(mut child: Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
-fn healthz_ok(port: u16) -> bool {
+pub(crate) fn healthz_ok(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
@@ -96,7 +96,7 @@ pub fn start_to_ready() -> Figure {
     )
 }
 
-fn vm_kb(pid: u32, key: &str) -> u64 {
+pub(crate) fn vm_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()

@@ -29,6 +29,9 @@ impl Gateway {
             let mut rx = rx;
             // One session; a reconnect would need a second.
             let (stream, _) = listener.accept().await.unwrap();
+            // Each dispatch goes out at once, as one frame: Nagle's algorithm
+            // would hold a small frame back until the previous one is acked.
+            stream.set_nodelay(true).unwrap();
             let ws = tokio_tungstenite::accept_async(stream).await.unwrap();
             let (mut out, mut incoming) = ws.split();
             let hello = json!({"op": 10, "d": {"heartbeat_interval": 41250}, "s": null, "t": null});

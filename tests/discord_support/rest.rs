@@ -25,6 +25,9 @@ pub struct Recorded {
     /// The spec's template, e.g. `/channels/{channel_id}/messages`.
     pub template: String,
     pub body: Value,
+    /// When the request had arrived (its body read), before any checking.
+    pub received: Instant,
+    /// When it was answered.
     pub at: Instant,
     /// The status answered.
     pub status: u16,
@@ -144,6 +147,25 @@ impl Rest {
         list
     }
 
+    /// How many requests of `method` on `template` were answered with a
+    /// success; counted in place, so polling it stays cheap while thousands
+    /// of requests are recorded.
+    pub fn count(&self, method: &str, template: &str) -> usize {
+        self.inner
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.method == method && r.template == template && r.status < 300)
+            .count()
+    }
+
+    /// The requests that broke the spec so far, as [`Rest::assert_clean`]
+    /// would list them.
+    pub fn violations(&self) -> Vec<String> {
+        self.inner.lock().unwrap().violations.clone()
+    }
+
     /// Fails the test if any request broke the spec.
     pub fn assert_clean(&self) {
         let inner = self.inner.lock().unwrap();
@@ -181,6 +203,7 @@ fn user(id: &str) -> Value {
 }
 
 async fn answer(State(rest): State<Rest>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let received = Instant::now();
     let path = uri
         .path()
         .strip_prefix("/api/v10")
@@ -239,6 +262,7 @@ async fn answer(State(rest): State<Rest>, method: Method, uri: Uri, body: Bytes)
         path,
         template,
         body,
+        received,
         at: Instant::now(),
         status: status.as_u16(),
     });
