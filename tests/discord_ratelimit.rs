@@ -14,6 +14,21 @@ use std::time::Duration;
 
 const EDIT: &str = "/channels/{channel_id}/messages/{message_id}";
 
+/// One `/env create profile:ci-app name:NAME` interaction by bob per name.
+fn creates(names: &[String]) -> Vec<Value> {
+    names
+        .iter()
+        .map(|name| {
+            command(
+                &bob(),
+                "env",
+                "create",
+                &[("profile", 3, json!("ci-app")), ("name", 3, json!(name))],
+            )
+        })
+        .collect()
+}
+
 fn text(m: &Value) -> String {
     m["content"].as_str().unwrap_or_default().to_string()
 }
@@ -94,17 +109,7 @@ async fn fifty_jobs_in_one_channel_cause_no_429() {
     d.rest.expire_tokens();
 
     let names: Vec<String> = (0..50).map(|i| format!("app{i}")).collect();
-    let bodies: Vec<Value> = names
-        .iter()
-        .map(|name| {
-            command(
-                &bob(),
-                "env",
-                "create",
-                &[("profile", 3, json!("ci-app")), ("name", 3, json!(name))],
-            )
-        })
-        .collect();
+    let bodies = creates(&names);
     let acks: Vec<_> = bodies.iter().map(|b| d.interact(b)).collect();
     for ack in futures::future::join_all(acks).await {
         assert_eq!(ack["type"], 5);
@@ -156,17 +161,7 @@ async fn progress_is_the_commands_follow_up_and_spends_no_channel_budget() {
     .await;
     d.rest.channel_budget(5, Duration::from_secs(5));
     let names: Vec<String> = (0..20).map(|i| format!("web{i}")).collect();
-    let bodies: Vec<Value> = names
-        .iter()
-        .map(|name| {
-            command(
-                &bob(),
-                "env",
-                "create",
-                &[("profile", 3, json!("ci-app")), ("name", 3, json!(name))],
-            )
-        })
-        .collect();
+    let bodies = creates(&names);
     futures::future::join_all(bodies.iter().map(|b| d.interact(b))).await;
     d.rest
         .wait_for("20 final states", 60, |r| {
