@@ -43,7 +43,14 @@ impl Scheduler {
             };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Expiries change in bursts (many environments ready at
+                    // once): one look covers the burst.
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = cancel.cancelled() => return,
+                    }
+                }
                 _ = cancel.cancelled() => return,
             }
         }

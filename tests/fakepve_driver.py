@@ -366,6 +366,7 @@ class Control(object):
         r.add_get('/failures', self.failures)
         r.add_post('/failures/clear', self.failures_clear)
         r.add_get('/guests', self.guests)
+        r.add_post('/guests/forget', self.guests_forget)
         r.add_get('/tasks', self.tasks)
         r.add_get('/requests', self.requests)
         r.add_post('/requests/clear', self.requests_clear)
@@ -525,6 +526,21 @@ class Control(object):
 
     async def guests(self, request):
         return web.json_response([guest_view(g) for g in list(self.pve.vms) + list(self.pve.cts)])
+
+    async def guests_forget(self, request):
+        """Drops the guests with ids in [from, to] and every finished task, as
+        if the cluster had never held them (the benchmarks start each phase
+        from the same cluster this way; fakepve's lookups grow with both)."""
+        body = await self._body(request)
+        low, high = int(body['from']), int(body['to'])
+        keep = lambda g: not (low <= g.vmid <= high)
+        self.pve.vms[:] = [g for g in self.pve.vms if keep(g)]
+        self.pve.cts[:] = [g for g in self.pve.cts if keep(g)]
+        done = [upid for upid, t in self.pve.tasks.items() if t.get('status') != 'running']
+        for upid in done:
+            del self.pve.tasks[upid]
+        self.pve.tasklog[:] = [t for t in self.pve.tasklog if t.get('status') == 'running']
+        return self._answer(len(done))
 
     async def tasks(self, request):
         return web.json_response(json_safe(self.pve.tasklog))

@@ -141,11 +141,14 @@ impl Dispatcher {
 
     /// The node with the fewest live environments among the allowed ones.
     async fn pick_node(&self) -> Result<String, StoreError> {
-        let envs = self.store.list_envs(None).await?;
         let nodes = &self.config.proxmox.nodes;
+        if nodes.len() < 2 {
+            return Ok(nodes.first().cloned().unwrap_or_default());
+        }
+        let counts = self.store.live_per_node().await?;
         Ok(nodes
             .iter()
-            .min_by_key(|n| envs.iter().filter(|e| &e.node == *n).count())
+            .min_by_key(|n| counts.get(*n).copied().unwrap_or(0))
             .cloned()
             .unwrap_or_default())
     }

@@ -76,17 +76,17 @@ pub struct LogLine {
 }
 
 pub(crate) fn insert_job(c: &Connection, env_id: i64, job: &NewJob) -> Result<i64, StoreError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO jobs (env_id, kind, state, idempotency_key, requested_by, reply_to, created_at)
          VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
-        params![env_id, job.kind.as_str(), job.idempotency_key, job.requested_by, job.reply_to, now()],
-    )?;
+    )?
+    .execute(params![env_id, job.kind.as_str(), job.idempotency_key, job.requested_by, job.reply_to, now()])?;
     let id = c.last_insert_rowid();
+    let mut step = c.prepare_cached(
+        "INSERT INTO job_steps (job_id, seq, name, state) VALUES (?1, ?2, ?3, 'pending')",
+    )?;
     for (seq, name) in job.steps.iter().enumerate() {
-        c.execute(
-            "INSERT INTO job_steps (job_id, seq, name, state) VALUES (?1, ?2, ?3, 'pending')",
-            params![id, seq as i64, name],
-        )?;
+        step.execute(params![id, seq as i64, name])?;
     }
     Ok(id)
 }
@@ -279,28 +279,7 @@ impl Store {
     }
 
     pub async fn steps(&self, job_id: i64) -> Result<Vec<StepRecord>, StoreError> {
-        self.call(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT seq, name, state, data, error, started_at, finished_at FROM job_steps WHERE job_id = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt
-                .query_map([job_id], |r| {
-                    let state: String = r.get(2)?;
-                    let data: String = r.get(3)?;
-                    Ok(StepRecord {
-                        seq: r.get(0)?,
-                        name: r.get(1)?,
-                        state: StepState::parse(&state).unwrap_or(StepState::Failed),
-                        data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                        error: r.get(4)?,
-                        started_at: r.get(5)?,
-                        finished_at: r.get(6)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
-        })
-        .await
+        self.call(move |c| read_steps(c, job_id)).await
     }
 
     /// Records a step's new state and data (inputs and outputs so far).
@@ -314,24 +293,6 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c| write_step(c, job_id, seq, state, &data, error.as_deref()))
             .await
-    }
-
-    /// Marks a step running and logs `line` for it, in one transaction.
-    pub async fn begin_step(
-        &self,
-        job_id: i64,
-        seq: i64,
-        data: serde_json::Value,
-        line: String,
-    ) -> Result<(), StoreError> {
-        self.call(move |c| {
-            let tx = c.transaction()?;
-            write_step(&tx, job_id, seq, StepState::Running, &data, None)?;
-            write_log(&tx, job_id, "info", &line)?;
-            tx.commit()?;
-            Ok(())
-        })
-        .await
     }
 
     pub async fn set_job_state(
@@ -410,7 +371,30 @@ impl Store {
     }
 }
 
-fn write_step(
+/// A job's steps in order.
+pub(super) fn read_steps(c: &Connection, job_id: i64) -> Result<Vec<StepRecord>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, name, state, data, error, started_at, finished_at FROM job_steps WHERE job_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([job_id], |r| {
+            let state: String = r.get(2)?;
+            let data: String = r.get(3)?;
+            Ok(StepRecord {
+                seq: r.get(0)?,
+                name: r.get(1)?,
+                state: StepState::parse(&state).unwrap_or(StepState::Failed),
+                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
+                error: r.get(4)?,
+                started_at: r.get(5)?,
+                finished_at: r.get(6)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub(super) fn write_step(
     c: &Connection,
     job_id: i64,
     seq: i64,
@@ -428,7 +412,12 @@ fn write_step(
     Ok(())
 }
 
-fn write_log(c: &Connection, job_id: i64, level: &str, line: &str) -> Result<(), StoreError> {
+pub(super) fn write_log(
+    c: &Connection,
+    job_id: i64,
+    level: &str,
+    line: &str,
+) -> Result<(), StoreError> {
     c.prepare_cached("INSERT INTO job_log (job_id, at_ms, level, line) VALUES (?1, ?2, ?3, ?4)")?
         .execute(params![job_id, now_ms(), level, line])?;
     Ok(())

@@ -29,13 +29,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("DELETE FROM reminders WHERE env_id = ?1 AND state = 'scheduled'", [env_id])?;
-            for (offset, due) in schedule {
-                tx.execute(
-                    "INSERT OR IGNORE INTO reminders (env_id, offset_secs, due_at) VALUES (?1, ?2, ?3)",
-                    params![env_id, offset, due],
-                )?;
-            }
+            write_reminders(&tx, env_id, &schedule)?;
             tx.commit()?;
             Ok(())
         })
@@ -121,8 +115,8 @@ impl Store {
     pub async fn expired(&self, now: i64, grace: i64) -> Result<Vec<EnvRecord>, StoreError> {
         let ids: Vec<i64> = self
             .call(move |c| {
-                let mut stmt = c.prepare(&format!(
-                    "SELECT id FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL AND expires_at + ?2 <= ?1 ORDER BY expires_at"
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT id FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL AND expires_at <= ?1 - ?2 ORDER BY expires_at"
                 ))?;
                 let rows = stmt.query_map(params![now, grace], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
                 Ok(rows)
@@ -138,19 +132,17 @@ impl Store {
     /// The next moment something is due: a reminder, or an expiry plus `grace`.
     pub async fn next_due(&self, grace: i64) -> Result<Option<i64>, StoreError> {
         self.call(move |c| {
-            let reminder: Option<i64> = c.query_row(
-                &format!(
+            let reminder: Option<i64> = c
+                .prepare_cached(&format!(
                     "SELECT MIN(r.due_at) FROM reminders r JOIN environments e ON e.id = r.env_id
                      WHERE r.state = 'scheduled' AND e.state IN {LIVE}"
-                ),
-                [],
-                |r| r.get(0),
-            )?;
-            let expiry: Option<i64> = c.query_row(
-                &format!("SELECT MIN(expires_at) + ?1 FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL"),
-                [grace],
-                |r| r.get(0),
-            )?;
+                ))?
+                .query_row([], |r| r.get(0))?;
+            let expiry: Option<i64> = c
+                .prepare_cached(&format!(
+                    "SELECT MIN(expires_at) + ?1 FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL"
+                ))?
+                .query_row([grace], |r| r.get(0))?;
             Ok(match (reminder, expiry) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -239,4 +231,21 @@ impl Store {
         })
         .await
     }
+}
+
+/// Replaces an environment's scheduled reminders with `schedule` ((offset, due) pairs).
+pub(super) fn write_reminders(
+    c: &rusqlite::Connection,
+    env_id: i64,
+    schedule: &[(i64, i64)],
+) -> Result<(), StoreError> {
+    c.prepare_cached("DELETE FROM reminders WHERE env_id = ?1 AND state = 'scheduled'")?
+        .execute([env_id])?;
+    let mut insert = c.prepare_cached(
+        "INSERT OR IGNORE INTO reminders (env_id, offset_secs, due_at) VALUES (?1, ?2, ?3)",
+    )?;
+    for (offset, due) in schedule {
+        insert.execute(params![env_id, offset, due])?;
+    }
+    Ok(())
 }

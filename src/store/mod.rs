@@ -1,5 +1,5 @@
-//! The only module with SQL. One rusqlite connection behind a std mutex, used
-//! from `spawn_blocking`; WAL, foreign keys and a busy timeout; migrations from
+//! The only module with SQL. One rusqlite connection on a thread of its own
+//! (`thread.rs`), sent closures by async callers; WAL, foreign keys and a busy timeout; migrations from
 //! `migrations/*.sql` embedded in the binary. Every state change is a
 //! conditional update (`... WHERE state = ?`), so a stale writer changes nothing.
 
@@ -9,11 +9,13 @@ pub mod envs;
 pub mod jobs;
 pub mod lifetimes;
 pub mod reconcile;
+pub mod runs;
+mod thread;
 
 use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Errors from the store, for the operator's log.
@@ -39,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0005_chat_refs.sql"),
     include_str!("../../migrations/0006_apps.sql"),
     include_str!("../../migrations/0007_app_reconcile.sql"),
+    include_str!("../../migrations/0008_hot_indexes.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -84,7 +87,7 @@ pub fn now_ms() -> i64 {
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<thread::DbThread>,
 }
 
 impl Store {
@@ -95,41 +98,39 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every hot statement of the worker, dispatcher and scheduler.
+        conn.set_prepared_statement_cache_capacity(64);
         migrate(&mut conn)?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let db = thread::DbThread::start(conn)
+            .map_err(|e| StoreError::Join(format!("could not start the database thread: {e}")))?;
+        Ok(Store { db: Arc::new(db) })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the database thread.
     pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Join(e.to_string()))?
+        self.db.call(f).await
     }
 
-    /// Runs `f` synchronously (for start-up and tests).
-    pub fn call_sync<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+    /// Runs `f` on the database thread and blocks until it is done (start-up,
+    /// shutdown and tests; never from async code).
+    pub fn call_sync<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.db.call_sync(f)
     }
 
     /// Claims the database for this process. A holder whose heartbeat is older
     /// than `stale_after` seconds is taken to be dead (killed or crashed), and
     /// every lease it held is released so its jobs resume here at once.
     pub fn acquire_instance(&self, owner: &str, stale_after: i64) -> Result<(), StoreError> {
-        self.call_sync(|c| {
+        let owner = owner.to_string();
+        self.call_sync(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let held: Option<(String, i64)> = tx
                 .query_row("SELECT owner, heartbeat FROM instance WHERE id = 1", [], |r| {
@@ -144,7 +145,7 @@ impl Store {
             tx.execute(
                 "INSERT INTO instance (id, owner, heartbeat) VALUES (1, ?1, ?2)
                  ON CONFLICT(id) DO UPDATE SET owner = ?1, heartbeat = ?2",
-                rusqlite::params![owner, now()],
+                rusqlite::params![&owner, now()],
             )?;
             tx.execute(
                 "UPDATE jobs SET lease_owner = NULL, lease_until = 0 WHERE state IN ('running', 'rolling_back')",
@@ -169,8 +170,9 @@ impl Store {
 
     /// Gives up the claim on a clean exit.
     pub fn release_instance(&self, owner: &str) -> Result<(), StoreError> {
-        self.call_sync(|c| {
-            c.execute("DELETE FROM instance WHERE id = 1 AND owner = ?1", [owner])?;
+        let owner = owner.to_string();
+        self.call_sync(move |c| {
+            c.execute("DELETE FROM instance WHERE id = 1 AND owner = ?1", [&owner])?;
             Ok(())
         })
     }
@@ -229,10 +231,10 @@ pub(crate) fn audit(
     outcome: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        rusqlite::params![now(), actor, action, target, outcome, detail],
-    )?;
+    )?
+    .execute(rusqlite::params![now(), actor, action, target, outcome, detail])?;
     Ok(())
 }
 

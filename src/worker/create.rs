@@ -55,17 +55,15 @@ impl Worker {
             .config
             .team(&run.env.team)
             .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
-        let mut taken: Vec<u32> = self.store.live_vmids().await?;
-        taken.extend(self.guest_ids.get(self.compute.as_ref()).await?);
+        let mut taken: Vec<u32> = self.guest_ids.get(self.compute.as_ref()).await?;
         taken.extend_from_slice(skip);
-        for vmid in team.vmids.0..=team.vmids.1 {
-            if taken.contains(&vmid) {
-                continue;
-            }
-            if self.store.reserve_vmid(run.env.id, vmid).await? {
-                run.env.vmid = Some(vmid);
-                return Ok(vmid);
-            }
+        if let Some(vmid) = self
+            .store
+            .reserve_free_vmid(run.env.id, team.vmids.0, team.vmids.1, taken)
+            .await?
+        {
+            run.env.vmid = Some(vmid);
+            return Ok(vmid);
         }
         Err(StepError(format!(
             "team {}'s VMID range {}-{} has no free id; destroy an environment or ask an admin to widen it",

@@ -19,6 +19,7 @@ use crate::progress::{Bus, Outcome, Progress, StepView};
 use crate::provider::Compute;
 use crate::store::envs::EnvRecord;
 use crate::store::jobs::{JobRecord, StepRecord};
+use crate::store::runs::{RunEnd, StepWrite};
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Instant;
@@ -79,6 +80,17 @@ pub(crate) struct JobRun {
 }
 
 impl JobRun {
+    /// Step `i` as it is now, to write.
+    fn step_write(&self, i: usize) -> StepWrite {
+        let s = &self.steps[i];
+        StepWrite {
+            seq: s.seq,
+            state: s.state,
+            data: s.data.clone(),
+            error: s.error.clone(),
+        }
+    }
+
     fn view(&self, rolling_back: bool, outcome: Option<Outcome>) -> Progress {
         let current = self
             .steps
@@ -158,13 +170,18 @@ impl Worker {
         lease: i64,
         cancel: &CancellationToken,
     ) -> Result<(), StoreError> {
-        let Some(env) = self.store.env(job.env_id).await? else {
+        // A create's environment becomes provisioning as its worker starts.
+        let provisioning = job.kind == JobKind::Create && job.state != JobState::RollingBack;
+        let (env, steps) = self
+            .store
+            .open_run(job.id, job.env_id, provisioning)
+            .await?;
+        let Some(env) = env else {
             return Err(StoreError::Corrupt(format!(
                 "job {} has no environment",
                 job.id
             )));
         };
-        let steps = self.store.steps(job.id).await?;
         let mut run = JobRun {
             job,
             env,
@@ -205,22 +222,18 @@ impl Worker {
         if run.job.state == JobState::RollingBack {
             return self.roll_back(run).await;
         }
-        if run.job.kind == JobKind::Create {
-            self.store
-                .set_env_state(
-                    run.env.id,
-                    &[EnvState::Queued],
-                    EnvState::Provisioning,
-                    None,
-                )
-                .await?;
-        }
+        // A step that ended well is written with the next step's start (or the
+        // job's end): one transaction instead of two, with nothing in between.
+        let mut ended: Option<usize> = None;
         for i in 0..run.steps.len() {
             if matches!(run.steps[i].state, StepState::Done | StepState::Skipped) {
                 continue;
             }
             if cancel.is_cancelled() || lost.is_cancelled() {
                 // Shutting down between steps: the next start resumes from here.
+                if let Some(e) = ended.take() {
+                    self.write_step_end(run, e).await?;
+                }
                 self.store
                     .release_lease(run.job.id, owner.to_string())
                     .await?;
@@ -234,6 +247,9 @@ impl Worker {
                 return Ok(());
             }
             let Some(step) = Step::parse(&run.steps[i].name) else {
+                if let Some(e) = ended.take() {
+                    self.write_step_end(run, e).await?;
+                }
                 return Err(StoreError::Corrupt(format!(
                     "job {} has an unknown step '{}'",
                     run.job.id, run.steps[i].name
@@ -249,6 +265,7 @@ impl Worker {
                     run.steps[i].seq,
                     run.steps[i].data.clone(),
                     format!("step {}/{total}: {}", i + 1, step.name()),
+                    ended.take().map(|e| run.step_write(e)),
                 )
                 .await?;
             let _ = self
@@ -264,7 +281,10 @@ impl Worker {
                 .observe(step_started.elapsed().as_secs_f64());
             match outcome {
                 Ok(state) => {
-                    self.mark(run, i, state, None).await?;
+                    // Shown with the next step's start or the job's end.
+                    run.steps[i].state = state;
+                    run.steps[i].error = None;
+                    ended = Some(i);
                 }
                 Err(e) => {
                     tracing::warn!(job = run.job.id, step = %step.name(), error = %e, "step failed");
@@ -277,7 +297,15 @@ impl Worker {
                 }
             }
         }
-        self.succeed(run).await
+        self.succeed(run, ended).await
+    }
+
+    /// Writes a step's end on its own (when no next step or job end carries it).
+    async fn write_step_end(&self, run: &JobRun, i: usize) -> Result<(), StoreError> {
+        let w = run.step_write(i);
+        self.store
+            .update_step(run.job.id, w.seq, w.state, w.data, w.error)
+            .await
     }
 
     /// Records a step's state and publishes the new progress.
@@ -317,7 +345,7 @@ impl Worker {
             .await
     }
 
-    async fn succeed(&self, run: &mut JobRun) -> Result<(), StoreError> {
+    async fn succeed(&self, run: &mut JobRun, ended: Option<usize>) -> Result<(), StoreError> {
         let env = self
             .store
             .env(run.env.id)
@@ -345,13 +373,26 @@ impl Worker {
             ),
         };
         let summary = app_summary.unwrap_or(summary);
-        self.store.set_env_state(env.id, from, to, None).await?;
-        self.store
-            .set_job_state(run.job.id, run.job.state, JobState::Succeeded, None)
+        let ended_here = self
+            .store
+            .end_run(
+                run.job.id,
+                RunEnd {
+                    job_from: run.job.state,
+                    job_to: JobState::Succeeded,
+                    error: None,
+                    env_id: env.id,
+                    env_from: from,
+                    env_to: to,
+                    step: ended.map(|e| run.step_write(e)),
+                    log: Some(("info", format!("done: {summary}"))),
+                },
+            )
             .await?;
-        self.store
-            .log(run.job.id, "info", format!("done: {summary}"))
-            .await?;
+        if !ended_here {
+            tracing::warn!(job = run.job.id, state = %run.job.state, "the job changed state while it ran; its end was not written");
+            return Ok(());
+        }
         tracing::info!(job = run.job.id, env = %env.name, "job succeeded");
         run.env = env;
         let _ = self

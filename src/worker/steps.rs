@@ -67,16 +67,21 @@ impl Worker {
             Step::InitialSnapshot => self.initial_snapshot(run, i).await,
             Step::MarkReady => {
                 let now = self.clock.now();
+                let reminders = run
+                    .env
+                    .ttl_secs
+                    .map(|ttl| {
+                        crate::domain::lifetime::reminder_schedule(
+                            now + ttl,
+                            &self.config.lifetimes.reminders,
+                            now,
+                        )
+                    })
+                    .unwrap_or_default();
                 self.store
-                    .mark_ready(run.env.id, now, run.env.ttl_secs)
+                    .mark_ready(run.env.id, now, run.env.ttl_secs, reminders)
                     .await?;
-                if let Some(ttl) = run.env.ttl_secs {
-                    let schedule = crate::domain::lifetime::reminder_schedule(
-                        now + ttl,
-                        &self.config.lifetimes.reminders,
-                        now,
-                    );
-                    self.store.schedule_reminders(run.env.id, schedule).await?;
+                if run.env.ttl_secs.is_some() {
                     self.schedule.notify_one();
                 }
                 Ok(StepState::Done)

@@ -41,6 +41,18 @@ impl Drop for FakePve {
 }
 
 impl FakePve {
+    /// CPU seconds fakepve has used so far (user + system, from /proc).
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("fakepve's /proc stat");
+        let after = &stat[stat.rfind(')').expect("a comm field") + 2..];
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        // Fields 14 and 15 (utime, stime) in clock ticks; Linux reports 100 a second.
+        (f[11] + f[12]) as f64 / 100.0
+    }
     /// Starts fakepve; `time_scale` is real seconds per PVE second (0: tasks end at once).
     pub fn start(time_scale: f64) -> FakePve {
         let dir = tempfile::tempdir().unwrap();
@@ -174,6 +186,12 @@ impl FakePve {
                 r["method"] == "DELETE" && r["path"].as_str().unwrap_or("").ends_with(&suffix)
             })
             .collect()
+    }
+
+    /// Drops the guests with ids in `from..=to` and every finished task.
+    pub async fn forget_guests(&self, from: u32, to: u32) {
+        self.post("/guests/forget", json!({"from": from, "to": to}))
+            .await;
     }
 
     pub async fn clear_requests(&self) {

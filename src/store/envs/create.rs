@@ -60,16 +60,16 @@ pub enum Submitted {
 
 fn insert_env(c: &Connection, e: &NewEnv, state: EnvState) -> Result<i64, StoreError> {
     let t = now();
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO environments (name, team, owner, owner_display, profile, node, cores, memory_mb, swap_mb, disk_gb,
                                    state, request_key, ttl_secs, created_at, updated_at, announce_to, domain)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15, ?16)",
-        params![
+    )?
+    .execute(params![
             e.name, e.team, e.owner, e.owner_display, e.profile, e.node,
             e.resources.cores, e.resources.memory_mb, e.resources.swap_mb, e.resources.disk_gb,
             state.as_str(), e.request_key, e.ttl_secs, t, e.announce_to, e.domain
-        ],
-    )?;
+        ])?;
     Ok(c.last_insert_rowid())
 }
 
@@ -100,7 +100,8 @@ impl Store {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(env_id) = tx
-                .query_row("SELECT id FROM environments WHERE request_key = ?1", [&env.request_key], |r| r.get(0))
+                .prepare_cached("SELECT id FROM environments WHERE request_key = ?1")?
+                .query_row([&env.request_key], |r| r.get(0))
                 .optional()?
             {
                 return Ok(Submitted::Duplicate { env_id });

@@ -101,7 +101,7 @@ pub fn usage(c: &Connection, team: &str) -> Result<Usage, StoreError> {
          FROM environments WHERE team = ?1 AND state IN ({})",
         holding_list()
     );
-    Ok(c.query_row(&sql, [team], |r| {
+    Ok(c.prepare_cached(&sql)?.query_row([team], |r| {
         Ok(Usage {
             cores: r.get::<_, i64>(0)? as u64,
             memory_mb: r.get::<_, i64>(1)? as u64,
@@ -113,20 +113,29 @@ pub fn usage(c: &Connection, team: &str) -> Result<Usage, StoreError> {
 
 impl Store {
     pub async fn env(&self, id: i64) -> Result<Option<EnvRecord>, StoreError> {
-        self.call(move |c| {
-            Ok(c.query_row(
-                &format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = ?1"),
-                [id],
-                env_row,
-            )
-            .optional()?)
-        })
-        .await
+        self.call(move |c| read_env(c, id)).await
     }
 
     /// The live environment with this name, if any.
     pub async fn env_by_name(&self, name: String) -> Result<Option<EnvRecord>, StoreError> {
         self.call(move |c| live_by_name(c, &name)).await
+    }
+
+    /// How many live environments each node holds.
+    pub async fn live_per_node(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT node, COUNT(*) FROM environments
+                 WHERE state NOT IN ('destroyed', 'failed', 'denied') GROUP BY node",
+            )?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
     }
 
     /// Live environments, optionally of one team, newest last.
@@ -158,50 +167,27 @@ impl Store {
             .await
     }
 
-    /// Reserves a VMID for an environment; false if a live environment has it.
-    pub async fn reserve_vmid(&self, env_id: i64, vmid: u32) -> Result<bool, StoreError> {
-        self.call(move |c| {
-            match c.execute(
-                "UPDATE environments SET vmid = ?2, updated_at = ?3 WHERE id = ?1",
-                params![env_id, vmid, now()],
-            ) {
-                Ok(_) => Ok(true),
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-                {
-                    Ok(false)
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
-    }
-
-    /// VMIDs held by live environments.
-    pub async fn live_vmids(&self) -> Result<Vec<u32>, StoreError> {
-        self.call(|c| {
-            let mut stmt = c.prepare(
-                "SELECT vmid FROM environments WHERE vmid IS NOT NULL AND state NOT IN ('destroyed', 'failed', 'denied')",
-            )?;
-            let rows = stmt.query_map([], |r| r.get(0))?.collect::<Result<Vec<u32>, _>>()?;
-            Ok(rows)
-        })
-        .await
-    }
-
-    /// A provisioned environment becomes ready; its lifetime starts `t`.
+    /// A provisioned environment becomes ready; its lifetime starts `t`, and
+    /// its expiry reminders (`reminders`: (offset, due) pairs) are scheduled
+    /// in the same transaction.
     pub async fn mark_ready(
         &self,
         env_id: i64,
         t: i64,
         ttl_secs: Option<i64>,
+        reminders: Vec<(i64, i64)>,
     ) -> Result<(), StoreError> {
         self.call(move |c| {
-            c.execute(
+            let tx = c.transaction()?;
+            tx.prepare_cached(
                 "UPDATE environments SET state = 'ready', expires_at = ?2 + ?3, updated_at = ?2
                  WHERE id = ?1 AND state = 'provisioning'",
-                params![env_id, t, ttl_secs],
-            )?;
+            )?
+            .execute(params![env_id, t, ttl_secs])?;
+            if ttl_secs.is_some() {
+                crate::store::lifetimes::write_reminders(&tx, env_id, &reminders)?;
+            }
+            tx.commit()?;
             Ok(())
         })
         .await
@@ -236,13 +222,20 @@ impl Store {
 }
 
 fn live_by_name(c: &Connection, name: &str) -> Result<Option<EnvRecord>, StoreError> {
-    Ok(c.query_row(
-        &format!(
+    Ok(c
+        .prepare_cached(&format!(
             "SELECT {ENV_COLUMNS} FROM environments WHERE name = ?1 AND state NOT IN ('destroyed', 'failed', 'denied')"
-        ),
-        [name],
-        env_row,
-    )
+        ))?
+        .query_row([name], env_row)
+        .optional()?)
+}
+
+/// The environment with this id, live or not.
+pub(crate) fn read_env(c: &Connection, id: i64) -> Result<Option<EnvRecord>, StoreError> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {ENV_COLUMNS} FROM environments WHERE id = ?1"
+    ))?
+    .query_row([id], env_row)
     .optional()?)
 }
 
@@ -258,12 +251,11 @@ pub(crate) fn set_env_state(
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let n = c.execute(
-        &format!(
+    let n = c
+        .prepare_cached(&format!(
             "UPDATE environments SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4
              WHERE id = ?1 AND state IN ({list})"
-        ),
-        params![id, to.as_str(), reason, now()],
-    )?;
+        ))?
+        .execute(params![id, to.as_str(), reason, now()])?;
     Ok(n == 1)
 }
