@@ -41,6 +41,10 @@ impl Drop for FakePve {
 }
 
 impl FakePve {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// CPU seconds fakepve has used so far (user + system, from /proc).
     pub fn cpu_seconds(&self) -> f64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
