@@ -45,17 +45,9 @@ impl FakePve {
         self.child.id()
     }
 
-    /// CPU seconds fakepve has used so far (user + system, from /proc).
+    /// CPU seconds fakepve has used so far (user + system).
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("fakepve's /proc stat");
-        let after = &stat[stat.rfind(')').expect("a comm field") + 2..];
-        let f: Vec<u64> = after
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0))
-            .collect();
-        // Fields 14 and 15 (utime, stime) in clock ticks; Linux reports 100 a second.
-        (f[11] + f[12]) as f64 / 100.0
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
     }
     /// Starts fakepve; `time_scale` is real seconds per PVE second (0: tasks end at once).
     pub fn start(time_scale: f64) -> FakePve {
@@ -210,4 +202,17 @@ impl FakePve {
         )
         .await;
     }
+}
+
+/// User + system CPU seconds of the process whose `/proc/…/stat` is `stat`
+/// (the kernel keeps the time of threads that have exited).
+pub fn cpu_seconds(stat: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat).expect("a /proc stat file");
+    let after = &stat[stat.rfind(')').expect("a comm field") + 2..];
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // Fields 14 and 15 (utime, stime) in clock ticks; Linux reports 100 a second.
+    (f[11] + f[12]) as f64 / 100.0
 }

@@ -9,7 +9,7 @@
 //! modules sit beside it in `tests/common/`.
 #![allow(dead_code)]
 
-mod fakepve;
+pub mod fakepve;
 mod running;
 
 pub use fakepve::FakePve;
