@@ -302,18 +302,8 @@ impl Store {
         to: JobState,
         error: Option<String>,
     ) -> Result<bool, StoreError> {
-        self.call(move |c| {
-            let finished = to.is_finished().then(now);
-            let n = c
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?3, error = COALESCE(?4, error), finished_at = COALESCE(?5, finished_at),
-                        lease_owner = CASE WHEN ?5 IS NULL THEN lease_owner ELSE NULL END
-                 WHERE id = ?1 AND state = ?2",
-                )?
-                .execute(params![job_id, from.as_str(), to.as_str(), error, finished])?;
-            Ok(n == 1)
-        })
-        .await
+        self.call(move |c| write_job_state(c, job_id, from, to, error.as_deref()))
+            .await
     }
 
     pub async fn set_progress_ref(
@@ -369,6 +359,26 @@ impl Store {
         })
         .await
     }
+}
+
+/// Moves a job from `from` to `to`; a finished job gives its lease up.
+/// False (nothing changed) when the job was not in `from`.
+pub(super) fn write_job_state(
+    c: &Connection,
+    job_id: i64,
+    from: JobState,
+    to: JobState,
+    error: Option<&str>,
+) -> Result<bool, StoreError> {
+    let finished = to.is_finished().then(now);
+    let n = c
+        .prepare_cached(
+            "UPDATE jobs SET state = ?3, error = COALESCE(?4, error), finished_at = COALESCE(?5, finished_at),
+                lease_owner = CASE WHEN ?5 IS NULL THEN lease_owner ELSE NULL END
+             WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![job_id, from.as_str(), to.as_str(), error, finished])?;
+    Ok(n == 1)
 }
 
 /// A job's steps in order.

@@ -4,7 +4,7 @@
 //! database thread keep the store off the pipeline's critical path.
 
 use super::envs::{read_env, set_env_state, EnvRecord};
-use super::jobs::{read_steps, write_log, write_step, StepRecord};
+use super::jobs::{read_steps, write_job_state, write_log, write_step, StepRecord};
 use super::{Store, StoreError};
 use crate::domain::lifecycle::{EnvState, JobState, StepState};
 use rusqlite::params;
@@ -94,21 +94,7 @@ impl Store {
                 write_step(&tx, job_id, f.seq, f.state, &f.data, f.error.as_deref())?;
             }
             set_env_state(&tx, end.env_id, end.env_from, end.env_to, None)?;
-            let finished = end.job_to.is_finished().then(super::now);
-            let n = tx
-                .prepare_cached(
-                    "UPDATE jobs SET state = ?3, error = COALESCE(?4, error), finished_at = COALESCE(?5, finished_at),
-                        lease_owner = CASE WHEN ?5 IS NULL THEN lease_owner ELSE NULL END
-                     WHERE id = ?1 AND state = ?2",
-                )?
-                .execute(params![
-                    job_id,
-                    end.job_from.as_str(),
-                    end.job_to.as_str(),
-                    end.error,
-                    finished
-                ])?;
-            if n != 1 {
+            if !write_job_state(&tx, job_id, end.job_from, end.job_to, end.error.as_deref())? {
                 return Ok(false);
             }
             if let Some((level, line)) = &end.log {
