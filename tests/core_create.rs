@@ -25,6 +25,14 @@ async fn create_within_quota_makes_a_running_tagged_container() {
     let job = s.finished(job_of(&reply)).await;
     assert_eq!(job.state, JobState::Succeeded, "{job:?}");
 
+    // Every step's end is on record, the last one written with the job's end.
+    assert_eq!(
+        s.count("SELECT COUNT(*) FROM job_steps WHERE state NOT IN ('done', 'skipped')")
+            .await,
+        0
+    );
+    assert!(s.count("SELECT COUNT(*) FROM job_steps").await >= 4);
+
     let env = s.env("shop").await;
     assert_eq!(env.state, EnvState::Ready);
     let vmid = env.vmid.expect("a vmid");
