@@ -61,6 +61,21 @@ pub fn load_catalog(config: &Config) -> Result<Catalog, Vec<Problem>> {
     }
 }
 
+/// Profiles whose post-provision would fail as configured: said at start,
+/// not refused, so the rest of the catalog stays usable.
+fn warn_unusable_profiles(config: &Config, catalog: &Catalog) {
+    if !config.provision.enabled || config.docker.env_ca_key.is_some() {
+        return;
+    }
+    for p in catalog.profiles.iter().filter(|p| p.docker_tls) {
+        tracing::warn!(
+            profile = %p.name,
+            "creating this profile will fail at post-provision: it needs docker.env_tls with \
+             ca_file, cert_file, key_file and ca_key_file to sign dockerd's certificate"
+        );
+    }
+}
+
 /// What only the configuration and the catalog together can tell.
 fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -153,6 +168,7 @@ impl App {
     /// Like [`App::build`], with the clock lifetimes are measured by.
     pub fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let catalog = load_catalog(&config).map_err(|p| problems_error("the catalog", p))?;
+        warn_unusable_profiles(&config, &catalog);
         let store = Store::open(&config.database)
             .with_context(|| format!("cannot open the database {}", config.database.display()))?;
         let owner = format!(

@@ -93,6 +93,34 @@ async fn a_ca_file_that_did_not_sign_dockerd_s_certificate_does_not_trust_docker
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_machines_trusted_roots_do_not_vouch_for_dockerd_only_ca_file_does() {
+    let w = World::with_tls(Opts::default()).await;
+    let pki = &w.dockerd.tls.as_ref().unwrap().pki;
+    // The machine trusts the CA that signed dockerd's certificate (as it
+    // trusts public CAs); Slipway's ca_file names another CA.
+    let before = std::env::var_os("SSL_CERT_FILE");
+    std::env::set_var("SSL_CERT_FILE", &pki.ca);
+    use_identity(
+        &w,
+        &Identity {
+            ca: pki.other_ca.clone(),
+            ..pki.client.clone()
+        },
+    );
+
+    let said = deploy_refused(&w, "shop").await;
+    match before {
+        Some(v) => std::env::set_var("SSL_CERT_FILE", v),
+        None => std::env::remove_var("SSL_CERT_FILE"),
+    }
+
+    assert!(
+        said.contains("does not trust the certificate dockerd presented"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_host_without_a_client_identity_is_refused() {
     let w = World::with_tls(Opts::default()).await;
     let pki = &w.dockerd.tls.as_ref().unwrap().pki;

@@ -88,6 +88,9 @@ struct RawProfile {
     ha: bool,
     #[serde(default)]
     initial_snapshot: bool,
+    /// Slipway signs a dockerd server certificate for post-provision steps.
+    #[serde(default)]
+    docker_tls: bool,
 }
 
 fn yes() -> bool {
@@ -158,6 +161,9 @@ pub struct Profile {
     pub needs_approval: bool,
     pub ha: bool,
     pub initial_snapshot: bool,
+    /// Post-provision steps get `docker_tls.{ca_file,cert_file,key_file}`:
+    /// a dockerd server certificate Slipway signed for this environment.
+    pub docker_tls: bool,
     pub file: String,
 }
 
@@ -318,6 +324,15 @@ pub(super) fn load_file(path: &Path, problems: &mut Vec<Problem>) -> Option<Prof
                 format!("post_provision '{}': command is empty", s.name),
             ));
         }
+        if !raw.docker_tls && s.command.iter().any(|a| a.contains("docker_tls")) {
+            problems.push(Problem::new(
+                &file,
+                format!(
+                    "post_provision '{}': uses docker_tls, which only profiles with docker_tls = true have",
+                    s.name
+                ),
+            ));
+        }
         let env = minijinja::Environment::new();
         for arg in &s.command {
             if let Err(e) = env.template_from_str(arg) {
@@ -363,6 +378,7 @@ pub(super) fn load_file(path: &Path, problems: &mut Vec<Problem>) -> Option<Prof
         needs_approval: raw.needs_approval,
         ha: raw.ha,
         initial_snapshot: raw.initial_snapshot,
+        docker_tls: raw.docker_tls,
         file,
     })
 }

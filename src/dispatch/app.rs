@@ -96,7 +96,7 @@ impl Dispatcher {
         }
         let env = self.store.env_by_name(raw.to_string()).await?;
         Ok(match env {
-            Some(e) if e.team == team.name.0 && !e.is_app() && e.profile == "docker-host" => {
+            Some(e) if e.team == team.name.0 && !e.is_app() && self.is_docker_host(&e.profile) => {
                 match (e.state, e.address.as_deref().and_then(|a| a.parse().ok())) {
                     (EnvState::Ready, Some(address)) => Ok((
                         docker::env_host_key(e.id),
@@ -117,6 +117,15 @@ impl Dispatcher {
                 team.name
             )),
         })
+    }
+
+    /// A docker-host environment is one whose profile has Slipway sign
+    /// dockerd's certificate (`docker_tls = true`, as `docker-host` does).
+    fn is_docker_host(&self, profile: &str) -> bool {
+        self.catalog
+            .profiles
+            .iter()
+            .any(|p| p.name == profile && p.docker_tls)
     }
 
     async fn validate_deploy<'a>(
@@ -408,10 +417,14 @@ impl Dispatcher {
             (Some(name), address) => match self.host_for(&app, address) {
                 Ok(host) => match host.containers.inspect(name).await {
                     Ok(Some(i)) => format!(
-                        "  live: {}{}",
+                        "  live: {}{}{}",
                         i.state,
                         uptime(i.started_at.as_deref(), i.running())
                             .map(|u| format!(", up {u}"))
+                            .unwrap_or_default(),
+                        // Where the router reaches it: for trying it before DNS.
+                        app.upstream_port
+                            .map(|p| format!(", backend http://{}:{p}/", host.address))
                             .unwrap_or_default()
                     ),
                     Ok(None) => format!("  live: its container {name} is missing on the host"),

@@ -20,6 +20,9 @@ pub struct StepValues {
     pub team: String,
     pub profile: String,
     pub packages: Vec<String>,
+    /// For profiles with `docker_tls = true`: dockerd's certificate files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_tls: Option<crate::provider::docker::server_cert::DockerdTls>,
 }
 
 /// Why a program failed.
@@ -53,7 +56,9 @@ fn last(tail: &[String]) -> String {
 
 /// Renders each argv element on its own: a value can never become a second argument.
 pub fn render_argv(templates: &[String], values: &StepValues) -> Result<Vec<String>, RunError> {
-    let env = minijinja::Environment::new();
+    let mut env = minijinja::Environment::new();
+    // A value the step does not have is an error, never an empty argument.
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     templates
         .iter()
         .enumerate()
@@ -161,6 +166,7 @@ mod tests {
             team: "web".into(),
             profile: "web-app".into(),
             packages: vec!["nginx".into(), "curl".into()],
+            docker_tls: None,
         }
     }
 
@@ -192,6 +198,23 @@ mod tests {
     #[test]
     fn an_unknown_template_syntax_is_an_error() {
         assert!(render_argv(&["{{ oops".into()], &values()).is_err());
+    }
+
+    #[test]
+    fn a_value_the_step_does_not_have_is_an_error_not_an_empty_argument() {
+        let e = render_argv(&["--cert={{ docker_tls.cert_file }}".into()], &values())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("docker_tls.cert_file"), "{e}");
+        let mut v = values();
+        v.docker_tls = Some(crate::provider::docker::server_cert::DockerdTls {
+            ca_file: "/t/ca.pem".into(),
+            cert_file: "/t/cert.pem".into(),
+            key_file: "/t/key.pem".into(),
+            port: 2376,
+        });
+        let argv = render_argv(&["--cert={{ docker_tls.cert_file }}".into()], &v).unwrap();
+        assert_eq!(argv, vec!["--cert=/t/cert.pem"]);
     }
 
     #[tokio::test]

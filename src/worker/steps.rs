@@ -5,6 +5,7 @@
 use super::{JobRun, StepError, Worker};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::command::{self, StepValues};
+use crate::provider::docker::server_cert::{self, IssuedFiles};
 use crate::provider::TaskRef;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -246,6 +247,12 @@ impl Worker {
                 profile.name
             )));
         };
+        // dockerd's certificate files live as long as this step.
+        let tls = if profile.docker_tls {
+            Some(self.dockerd_tls(run)?)
+        } else {
+            None
+        };
         let values = StepValues {
             env_id: run.env.id,
             hostname: run.env.name.clone(),
@@ -255,6 +262,7 @@ impl Worker {
             team: run.env.team.clone(),
             profile: profile.name.clone(),
             packages: profile.packages.clone(),
+            docker_tls: tls.as_ref().map(|t| t.values.clone()),
         };
         let argv =
             command::render_argv(&step.command, &values).map_err(|e| StepError(e.to_string()))?;
@@ -267,9 +275,37 @@ impl Worker {
             }
         });
         let result = command::run(&argv, &self.config.provision.workdir, step.timeout, tx).await;
+        drop(tls);
         let _ = pump.await;
         result.map_err(|e| StepError(e.to_string()))?;
         Ok(StepState::Done)
+    }
+
+    /// Signs dockerd's server certificate for this environment with
+    /// `docker.env_tls` (the CA Slipway trusts docker-host environments with).
+    fn dockerd_tls(&self, run: &JobRun) -> Result<IssuedFiles, StepError> {
+        let docker = &self.config.docker;
+        let (Some(tls), Some(ca_key)) = (&docker.env_tls, &docker.env_ca_key) else {
+            return Err(StepError(
+                "this profile installs dockerd with a certificate Slipway signs; configure \
+                 docker.env_tls with ca_file, cert_file, key_file and ca_key_file (the CA's key)"
+                    .into(),
+            ));
+        };
+        let address = run
+            .env
+            .address
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| {
+                StepError(format!(
+                    "{} has no IPv4 address to put in dockerd's certificate; raise \
+                     proxmox.address_wait or give the profile network.ip = \"pool\"",
+                    run.env.name
+                ))
+            })?;
+        server_cert::issue_files(&tls.ca, ca_key, address, &run.env.name, docker.env_port)
+            .map_err(|e| StepError(e.to_string()))
     }
 
     async fn initial_snapshot(&self, run: &mut JobRun, i: usize) -> Result<StepState, StepError> {

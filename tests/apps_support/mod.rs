@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
 pub mod tls;
 
 use crate::common::{Opts, Running, TestEnv};
@@ -33,6 +34,22 @@ pub struct Dockerd {
     pub tls: Option<TlsListener>,
 }
 
+/// dockerd's server identity and the CA it trusts clients with.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A short path: a unix socket's path is limited to 108 bytes.
+fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("slw-dk")
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
 /// dockerd's `tcp://127.0.0.1:PORT` listener, with `--tlsverify`.
 pub struct TlsListener {
     pub port: u16,
@@ -52,14 +69,48 @@ impl Dockerd {
     }
 
     async fn launch(with_tls: bool) -> Dockerd {
+        let dir = tempdir();
+        let tls = with_tls.then(|| TlsListener {
+            port: free_port(),
+            pki: tls::Pki::new(&dir.path().join("pki")),
+        });
+        let listen = tls.as_ref().map(|t| {
+            let files = TlsFiles {
+                ca: t.pki.ca.clone(),
+                cert: t.pki.server_cert.clone(),
+                key: t.pki.server_key.clone(),
+            };
+            (format!("127.0.0.1:{}", t.port), files)
+        });
+        let mut d = Dockerd::spawn(dir, None, listen).await;
+        d.tls = tls;
+        d
+    }
+
+    /// dockerd inside network namespace `ns`, with Docker's default bridge
+    /// (inside the namespace; still `--iptables=false`), listening on its unix
+    /// socket and on `listen` with `--tlsverify` and `files`: a Docker host as
+    /// a docker-host environment is one.
+    pub async fn start_in(ns: &netns::Netns, listen: &str, files: TlsFiles) -> Dockerd {
+        Dockerd::spawn(tempdir(), Some(ns), Some((listen.to_string(), files))).await
+    }
+
+    async fn spawn(
+        dir: tempfile::TempDir,
+        ns: Option<&netns::Netns>,
+        listen: Option<(String, TlsFiles)>,
+    ) -> Dockerd {
         let dockerd = program("dockerd", "docker.io");
-        // A short path: a unix socket's path is limited to 108 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("slw-dk")
-            .tempdir_in("/tmp")
-            .unwrap();
         let socket = dir.path().join("d.sock");
-        let mut cmd = Command::new(dockerd);
+        let mut cmd = match ns {
+            // nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroups dockerd needs.
+            Some(ns) => {
+                let mut c = Command::new(program("nsenter", "util-linux"));
+                c.arg(format!("--net={}", ns.path().display())).arg(dockerd);
+                c
+            }
+            None => Command::new(dockerd),
+        };
         cmd.arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .arg("--data-root")
@@ -71,34 +122,31 @@ impl Dockerd {
             .args([
                 "--iptables=false",
                 "--ip-forward=false",
-                "--bridge=none",
                 "--shutdown-timeout=2",
             ]);
-        let tls = with_tls.then(|| TlsListener {
-            port: free_port(),
-            pki: tls::Pki::new(&dir.path().join("pki")),
-        });
-        if let Some(t) = &tls {
+        if ns.is_none() {
+            cmd.arg("--bridge=none");
+        }
+        if let Some((addr, files)) = &listen {
             cmd.arg("-H")
-                .arg(format!("tcp://127.0.0.1:{}", t.port))
+                .arg(format!("tcp://{addr}"))
                 .arg("--tlsverify")
                 .arg("--tlscacert")
-                .arg(&t.pki.ca)
+                .arg(&files.ca)
                 .arg("--tlscert")
-                .arg(&t.pki.server_cert)
+                .arg(&files.cert)
                 .arg("--tlskey")
-                .arg(&t.pki.server_key);
+                .arg(&files.key);
         }
         let mut proc = spawn("dockerd", cmd, dir.path().join("dockerd.log"));
         let sock = socket.clone();
-        let port = tls.as_ref().map(|t| t.port);
+        let tcp = listen.as_ref().map(|(a, _)| a.clone());
         wait_until(&mut proc, Duration::from_secs(30), || {
             let sock = sock.clone();
+            let tcp = tcp.clone();
             async move {
-                let tcp_up = match port {
-                    Some(p) => tokio::net::TcpStream::connect(("127.0.0.1", p))
-                        .await
-                        .is_ok(),
+                let tcp_up = match tcp {
+                    Some(a) => tokio::net::TcpStream::connect(a).await.is_ok(),
                     None => true,
                 };
                 tcp_up && ping(&sock).await
@@ -109,7 +157,7 @@ impl Dockerd {
             proc: Some(proc),
             dir,
             socket,
-            tls,
+            tls: None,
         }
     }
 
@@ -239,7 +287,7 @@ impl Drop for Dockerd {
             drop(proc);
         }
         let netns = self.dir.path().join("exec/netns/default");
-        let _ = Command::new("umount").arg(&netns).status();
+        let _ = Command::new("umount").arg(&netns).output();
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Identity {
 pub struct Pki {
     /// The CA dockerd trusts clients with and that signed its certificate.
     pub ca: PathBuf,
+    /// Its private key (PKCS#8, as `openssl genpkey` writes it).
+    pub ca_key: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
     /// Signed by `ca`: dockerd lets it in.
@@ -129,6 +131,7 @@ impl Pki {
                 key: foreign_key,
             },
             ca,
+            ca_key,
             server_cert,
             server_key,
             other_ca,

@@ -8,7 +8,8 @@
 //! health_interval = "1s"
 //! grace = "10s"              # old container keeps running after the switch
 //! env_port = 2376            # dockerd's TLS port on docker-host environments
-//! env_tls = { ca_file = "docker/ca.pem", cert_file = "docker/cert.pem", key_file = "docker/key.pem" }
+//! env_tls = { ca_file = "docker/ca.pem", cert_file = "docker/cert.pem", key_file = "docker/key.pem",
+//!             ca_key_file = "docker/ca-key.pem" }  # signs dockerd's certificate on docker-host environments
 //! [[docker.hosts]]
 //! name = "apps1"
 //! url = "unix:///run/docker.sock"   # or "tcp://10.0.0.5:2376" with ca_file/cert_file/key_file
@@ -107,6 +108,9 @@ pub struct RawTls {
     pub ca_file: String,
     pub cert_file: String,
     pub key_file: String,
+    /// For `env_tls` only: the CA's private key, to sign each docker-host
+    /// environment's dockerd certificate.
+    pub ca_key_file: Option<String>,
 }
 
 fn default_health_path() -> String {
@@ -191,6 +195,8 @@ pub struct DockerConfig {
     pub default_port: u16,
     pub env_port: u16,
     pub env_tls: Option<Tls>,
+    /// `env_tls.ca_key_file`: signs dockerd's certificate on docker-host environments.
+    pub env_ca_key: Option<PathBuf>,
 }
 
 fn duration(raw: &str, key: &str, f: &str, problems: &mut Vec<Problem>) -> Duration {
@@ -384,6 +390,11 @@ pub fn validate(
         default_port: raw.default_port,
         env_port: raw.env_port,
         env_tls: raw.env_tls.as_ref().map(|t| tls(t, base)),
+        env_ca_key: raw
+            .env_tls
+            .as_ref()
+            .and_then(|t| t.ca_key_file.as_ref())
+            .map(|k| resolve(base, k)),
     }
 }
 

@@ -9,6 +9,7 @@
 //! file contents are never read into a message).
 
 use super::config::{DockerConfig, HostConfig};
+use super::tls_transport;
 use super::{AppContainer, ContainerInfo, Containers, DockerError, Networking};
 use async_trait::async_trait;
 use bollard::models::{
@@ -22,7 +23,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -111,58 +112,19 @@ impl Engine {
                         Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
                     }
                     Connect::Tls { url, ca, cert, key } => {
-                        self.check_tls_files(ca, cert, key)?;
-                        // bollard builds its rustls config with the process's
-                        // provider; with both ring and aws-lc-rs in the build
-                        // (matrix-sdk's reqwest) rustls cannot choose one and
-                        // panics. Slipway's TLS is ring; Err: one is set already.
-                        let _ = rustls::crypto::ring::default_provider().install_default();
-                        Docker::connect_with_ssl(
-                            url,
-                            key,
-                            cert,
-                            ca,
-                            secs,
-                            bollard::API_DEFAULT_VERSION,
-                        )
+                        let config = tls_transport::client_config(ca, cert, key).map_err(|p| {
+                            DockerError::Tls {
+                                host: self.host.clone(),
+                                message: format!("{} {}: {}", p.file, p.path, p.what),
+                            }
+                        })?;
+                        tls_transport::connect(url, config, secs)
                     }
                 }
                 .map_err(|e| self.error(e))?;
                 client.negotiate_version().await.map_err(|e| self.error(e))
             })
             .await
-    }
-
-    /// bollard's certificate resolver drops a client identity it cannot read
-    /// and connects without one; dockerd's refusal would then hide the cause.
-    fn check_tls_files(&self, ca: &Path, cert: &Path, key: &Path) -> Result<(), DockerError> {
-        use rustls::pki_types::pem::PemObject;
-        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-        let problem = |file: &str, path: &Path, what: String| DockerError::Tls {
-            host: self.host.clone(),
-            message: format!("{file} {}: {what}", path.display()),
-        };
-        for (file, path) in [("ca_file", ca), ("cert_file", cert)] {
-            let pem = std::fs::read(path)
-                .map_err(|e| problem(file, path, format!("cannot be read ({e})")))?;
-            if !CertificateDer::pem_slice_iter(&pem).any(|c| c.is_ok()) {
-                return Err(problem(
-                    file,
-                    path,
-                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
-                ));
-            }
-        }
-        let pem = std::fs::read(key)
-            .map_err(|e| problem("key_file", key, format!("cannot be read ({e})")))?;
-        PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
-            problem(
-                "key_file",
-                key,
-                "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
-            )
-        })?;
-        Ok(())
     }
 
     /// What to check when the TLS handshake failed with `e`.

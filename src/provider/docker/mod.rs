@@ -11,6 +11,8 @@
 
 pub mod config;
 mod engine;
+pub mod server_cert;
+mod tls_transport;
 
 use async_trait::async_trait;
 pub use config::{DockerConfig, HostConfig, HostNetwork};
