@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod registry;
 pub mod tls;
 
 use crate::common::{Opts, Running, TestEnv};
@@ -165,7 +166,7 @@ impl Dockerd {
         format!("unix://{}", self.socket.display())
     }
 
-    fn cli(&self) -> Command {
+    pub fn cli(&self) -> Command {
         let mut cmd = Command::new(program("docker", "docker.io"));
         cmd.arg("-H").arg(self.url()).env("DOCKER_BUILDKIT", "0");
         cmd

@@ -67,6 +67,9 @@ pub struct RawDocker {
     /// Client certificate for docker-host environments.
     #[serde(default)]
     pub env_tls: Option<RawTls>,
+    /// Credentials for private registries.
+    #[serde(default)]
+    pub registries: Vec<super::registry::RawRegistry>,
 }
 
 impl Default for RawDocker {
@@ -197,6 +200,8 @@ pub struct DockerConfig {
     pub env_tls: Option<Tls>,
     /// `env_tls.ca_key_file`: signs dockerd's certificate on docker-host environments.
     pub env_ca_key: Option<PathBuf>,
+    /// Credentials for private registries, by registry host.
+    pub registries: Vec<super::registry::RegistryAuth>,
 }
 
 fn duration(raw: &str, key: &str, f: &str, problems: &mut Vec<Problem>) -> Duration {
@@ -376,7 +381,9 @@ pub fn validate(
             "docker: health_retries and default_cpu must be at least 1, default_memory_mb at least 6 (Docker's minimum)".into(),
         ));
     }
+    let registries = super::registry::validate(&raw.registries, base, f, problems);
     DockerConfig {
+        registries,
         hosts,
         health_path: raw.health_path,
         health_retries: raw.health_retries.max(1),

@@ -9,9 +9,11 @@
 //! file contents are never read into a message).
 
 use super::config::{DockerConfig, HostConfig};
+use super::registry::{self, RegistryAuth};
 use super::tls_transport;
 use super::{AppContainer, ContainerInfo, Containers, DockerError, Networking};
 use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     ContainerCreateBody, DeviceMapping, HostConfig as DockerHostConfig, PortBinding, RestartPolicy,
     RestartPolicyNameEnum,
@@ -22,6 +24,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +49,8 @@ pub(super) struct Engine {
     connect: Connect,
     timeout: Duration,
     pull_timeout: Duration,
+    /// Credentials for private registries, sent only with a pull from that registry.
+    registries: Vec<RegistryAuth>,
     docker: OnceCell<Docker>,
 }
 
@@ -74,6 +79,7 @@ impl Engine {
             connect,
             timeout: cfg.timeout,
             pull_timeout: cfg.pull_timeout,
+            registries: cfg.registries.clone(),
             docker: OnceCell::new(),
         }))
     }
@@ -99,6 +105,7 @@ impl Engine {
             },
             timeout: cfg.timeout,
             pull_timeout: cfg.pull_timeout,
+            registries: cfg.registries.clone(),
             docker: OnceCell::new(),
         }))
     }
@@ -333,15 +340,29 @@ impl Containers for Engine {
             from_image: Some(image.to_string()),
             ..Default::default()
         };
+        let auth = registry::for_image(&self.registries, image);
+        let credentials = auth.map(|a| DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.expose_secret().to_string()),
+            serveraddress: Some(a.server.clone()),
+            ..Default::default()
+        });
         let pull = async {
-            let mut stream = docker.create_image(Some(options), None, None);
+            let mut stream = docker.create_image(Some(options), None, credentials);
             while let Some(item) = stream.next().await {
-                let item = item.map_err(|e| self.error(e))?;
-                if let Some(detail) = item.error_detail {
+                let failed = match item {
+                    Ok(i) => i.error_detail.map(|d| (500, d.message.unwrap_or_default())),
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code,
+                        message,
+                    }) => Some((status_code, message)),
+                    Err(e) => return Err(self.error(e)),
+                };
+                if let Some((status, message)) = failed {
                     return Err(DockerError::Api {
                         host: self.host.clone(),
-                        status: 500,
-                        message: detail.message.unwrap_or_default(),
+                        status,
+                        message: pull_hint(image, &message, auth),
                     });
                 }
             }
@@ -506,5 +527,34 @@ impl Containers for Engine {
             text.push_str(&chunk.map_err(|e| self.error(e))?.to_string());
         }
         Ok(text.lines().map(str::to_string).collect())
+    }
+}
+
+/// Docker's message for a failed pull, with what to do when the registry
+/// refused access: configure its credentials, or check the configured ones.
+fn pull_hint(image: &str, message: &str, auth: Option<&RegistryAuth>) -> String {
+    let lower = message.to_ascii_lowercase();
+    let refused = [
+        "unauthorized",
+        "denied",
+        "authentication required",
+        "no basic auth",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    if !refused {
+        return message.to_string();
+    }
+    let server = registry::registry_of(image);
+    match auth {
+        Some(a) => format!(
+            "{message} — the registry {server} refused the credentials of [[docker.registries]] \
+             server = \"{server}\" (username {}): check its username and password",
+            a.username
+        ),
+        None => format!(
+            "{message} — if {image} is private, give Slipway credentials for {server} in \
+             [[docker.registries]] (server = \"{server}\", username, password_file)"
+        ),
     }
 }

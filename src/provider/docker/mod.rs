@@ -11,6 +11,7 @@
 
 pub mod config;
 mod engine;
+pub mod registry;
 pub mod server_cert;
 mod tls_transport;
 
