@@ -328,6 +328,41 @@ async fn deny_asks_for_a_reason_in_a_modal_and_tells_the_requester() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_is_refused_at_the_click_to_whoever_may_not_decide_and_no_modal_opens() {
+    let d = DiscordEnv::start(over_quota()).await;
+    let card = request(&d).await;
+    let id = d.count("SELECT id FROM approvals").await;
+
+    // carol is in another team; bob made the request and is no admin.
+    for (who, why) in [(carol(), "admin"), (bob(), "admin")] {
+        let answer = d.interact(&click(&who, &card, &format!("deny:{id}"))).await;
+        assert_eq!(answer["type"], 4, "an answer, not a modal: {answer}");
+        assert_eq!(answer["data"]["flags"], 64, "only they see it: {answer}");
+        let said = answer["data"]["content"].as_str().unwrap_or_default();
+        assert!(said.starts_with("⛔") && said.contains(why), "{said}");
+    }
+    assert_eq!(
+        d.count("SELECT COUNT(*) FROM approvals WHERE state = 'pending'")
+            .await,
+        1,
+        "still pending"
+    );
+    assert_eq!(
+        d.count(
+            "SELECT COUNT(*) FROM audit WHERE action = 'approval.deny' AND outcome = 'refused'"
+        )
+        .await,
+        2
+    );
+    // An admin still gets the modal.
+    let modal_ = d
+        .interact(&click(&alice(), &card, &format!("deny:{id}")))
+        .await;
+    assert_eq!(modal_["type"], 9, "{modal_}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_nobody_decides_expires() {
     let mut setup = over_quota();
     setup.extra = "approval_expiry = \"1s\"".into();

@@ -49,6 +49,10 @@ async fn ping_is_answered_with_pong_and_a_bad_signature_gets_401() {
     // A body changed after signing is refused too.
     let (status, _, _) = d.post_signed(&json!({"type": 1}), &forged).await;
     assert_eq!(status, 401);
+    // Correctly signed, but an hour ago: a captured request replayed.
+    let an_hour_ago = slipway::store::now() - 3600;
+    let (status, answer, _) = d.post_signed_at(&create, &signing_key(), an_hour_ago).await;
+    assert_eq!(status, 401, "{answer}");
 
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert!(d.rest.requests().is_empty(), "{:?}", d.rest.requests());

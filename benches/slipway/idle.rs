@@ -276,6 +276,9 @@ struct Smaps {
     /// The binary's other pages: read-only data, unwind tables, relocated
     /// and writable data.
     data: u64,
+    /// Of `data`: pages written since mapping (relocations the loader
+    /// applied, statics): private to this process.
+    data_dirty: u64,
     /// Other files: shared libraries.
     libs: u64,
     /// `[heap]`, malloc's main arena.
@@ -291,6 +294,7 @@ fn smaps(pid: u32) -> Smaps {
     let mut sum = Smaps::default();
     let mut slot: fn(&mut Smaps) -> &mut u64 = |s| &mut s.anon;
     let mut in_code = false;
+    let mut in_data = false;
     for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some(first) = words.first() else { continue };
@@ -298,6 +302,7 @@ fn smaps(pid: u32) -> Smaps {
             let perms = words.get(1).copied().unwrap_or_default();
             let path = words.get(5).copied().unwrap_or_default();
             in_code = path == bin && perms.contains('x');
+            in_data = path == bin && !in_code;
             slot = if in_code {
                 |s| &mut s.code
             } else if path == bin {
@@ -311,6 +316,8 @@ fn smaps(pid: u32) -> Smaps {
             };
         } else if *first == "Rss:" {
             *slot(&mut sum) += words.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        } else if *first == "Private_Dirty:" && in_data {
+            sum.data_dirty += words.get(1).and_then(|n| n.parse().ok()).unwrap_or(0);
         } else if *first == "Size:" && in_code {
             sum.code_mapped += words
                 .get(1)
@@ -369,7 +376,7 @@ fn describe(readings: &[(&str, Status)], m: &Smaps, connect_secs: f64) -> String
     format!(
         "{:.1} MB (peak {:.1} MB; anon {:.1} + file {:.1}; {} threads); \
          same binary, other configs: {} MB; \
-         smaps: binary code {:.1} (of {:.1} mapped) + binary data {:.1}, libs {:.1}, \
+         smaps: binary code {:.1} (of {:.1} mapped) + binary data {:.1} ({:.1} dirty), libs {:.1}, \
          heap {:.1}, other anon {:.1} MB; all connected {connect_secs:.1} s after spawn{bin}",
         mb(both.rss),
         mb(both.hwm),
@@ -380,6 +387,7 @@ fn describe(readings: &[(&str, Status)], m: &Smaps, connect_secs: f64) -> String
         mb(m.code),
         mb(m.code_mapped),
         mb(m.data),
+        mb(m.data_dirty),
         mb(m.libs),
         mb(m.heap),
         mb(m.anon),

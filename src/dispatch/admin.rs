@@ -61,6 +61,40 @@ impl Dispatcher {
         Ok(Reply::private(render::job(&job, &env.name, &steps, &log)))
     }
 
+    /// Asked before a Deny button opens its modal, so that nobody types a
+    /// reason only to be refused: Some(why) when `actor` may not decide
+    /// request `id` (audited as a refused deny), None when they may.
+    pub async fn refusal_to_deny(
+        &self,
+        actor: &crate::domain::team::Actor,
+        id: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(a) = self.store.approval(id).await? else {
+            return Ok(Some(format!(
+                "there is no request #{id}; pending requests are listed on their cards"
+            )));
+        };
+        let is_admin = self.config.team(&a.team).is_some_and(|t| t.is_admin(actor));
+        let Err(why) = policy::may_decide(
+            is_admin,
+            &actor.key(),
+            &a.requester,
+            self.config.policy.allow_self_approval,
+        ) else {
+            return Ok(None);
+        };
+        self.store
+            .audit(
+                actor.key(),
+                "approval.deny".into(),
+                format!("request {id}"),
+                "refused".into(),
+                why.clone(),
+            )
+            .await?;
+        Ok(Some(why))
+    }
+
     /// Loads the approval and checks the caller may decide it; Err is the refusal.
     async fn decidable(
         &self,

@@ -263,8 +263,18 @@ impl DiscordEnv {
     /// Posts `body` to the interactions endpoint signed with `key`; returns
     /// the status, the answer and how long the answer took.
     pub async fn post_signed(&self, body: &Value, key: &SigningKey) -> (u16, Value, Duration) {
+        self.post_signed_at(body, key, slipway::store::now()).await
+    }
+
+    /// Like [`Self::post_signed`], signed with the timestamp `at` (Unix seconds).
+    pub async fn post_signed_at(
+        &self,
+        body: &Value,
+        key: &SigningKey,
+        at: i64,
+    ) -> (u16, Value, Duration) {
         let raw = serde_json::to_vec(body).unwrap();
-        let ts = slipway::store::now().to_string();
+        let ts = at.to_string();
         let sig = key.sign(&[ts.as_bytes(), &raw].concat());
         let started = Instant::now();
         let resp = self

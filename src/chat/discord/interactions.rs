@@ -70,6 +70,17 @@ impl Endpoint {
     }
 }
 
+/// How far a signed request's timestamp may be from now: Discord signs each
+/// request as it sends it, so an older one is a replay of a captured request.
+const MAX_SKEW_SECS: i64 = 300;
+
+/// The signature timestamp (Unix seconds) is within [`MAX_SKEW_SECS`] of `now`.
+fn fresh(timestamp: &str, now: i64) -> bool {
+    timestamp
+        .parse::<i64>()
+        .is_ok_and(|t| (now - t).abs() <= MAX_SKEW_SECS)
+}
+
 async fn interaction(State(ep): State<Endpoint>, headers: HeaderMap, body: Bytes) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let (Some(signature), Some(timestamp)) = (
@@ -80,6 +91,13 @@ async fn interaction(State(ep): State<Endpoint>, headers: HeaderMap, body: Bytes
     };
     if ep.verifier.verify(signature, timestamp, &body).is_err() {
         return (StatusCode::UNAUTHORIZED, "invalid request signature").into_response();
+    }
+    if !fresh(timestamp, crate::store::now()) {
+        tracing::warn!(
+            timestamp,
+            "a signed interaction outside the accepted window (a replay, or this host's clock is off)"
+        );
+        return (StatusCode::UNAUTHORIZED, "stale request signature").into_response();
     }
     let interaction: Interaction = match serde_json::from_slice(&body) {
         Ok(i) => i,
@@ -97,6 +115,17 @@ async fn interaction(State(ep): State<Endpoint>, headers: HeaderMap, body: Bytes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_timestamp_near_now_is_fresh() {
+        let now = 1_800_000_000;
+        assert!(fresh(&now.to_string(), now));
+        assert!(fresh(&(now - 300).to_string(), now));
+        assert!(fresh(&(now + 60).to_string(), now));
+        assert!(!fresh(&(now - 301).to_string(), now));
+        assert!(!fresh(&(now + 3600).to_string(), now));
+        assert!(!fresh("yesterday", now));
+    }
 
     #[test]
     fn a_public_key_must_be_64_hex_digits() {

@@ -191,7 +191,7 @@ impl Discord {
             Interaction::Ping(_) => Some(json!({ "type": 1 })),
             Interaction::Command(cmd) => Some(self.command(cmd)),
             Interaction::Autocomplete(cmd) => Some(self.autocomplete(&cmd).await),
-            Interaction::Component(c) => Some(self.component(c)),
+            Interaction::Component(c) => Some(self.component(c).await),
             Interaction::Modal(m) => Some(self.modal(m)),
             _ => None,
         }
@@ -259,7 +259,7 @@ impl Discord {
         commands::choices(names, focused.value)
     }
 
-    fn component(self: &Arc<Self>, c: ComponentInteraction) -> Value {
+    async fn component(self: &Arc<Self>, c: ComponentInteraction) -> Value {
         let origin = Origin {
             actor: actor(&c.user, c.member.as_ref()),
             event_id: format!("discord:{}", c.id),
@@ -269,7 +269,18 @@ impl Discord {
         };
         let line = match Button::parse(&c.data.custom_id) {
             Some(Button::Approve(id)) => Ok(format!("/approve {id}")),
-            Some(Button::Deny(id)) => return cards::deny_modal(id),
+            Some(Button::Deny(id)) => {
+                return match self.dispatcher.refusal_to_deny(&origin.actor, id).await {
+                    Ok(None) => cards::deny_modal(id),
+                    Ok(Some(why)) => json!({ "type": 4, "data": { "flags": EPHEMERAL,
+                        "content": format!("⛔ {why}") } }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot check who may deny request {id}");
+                        json!({ "type": 4, "data": { "flags": EPHEMERAL,
+                            "content": "⚠️ Slipway could not look up that request; try again in a moment." } })
+                    }
+                }
+            }
             Some(Button::Destroy(env)) => return cards::confirm_destroy(env),
             Some(Button::Start(env)) => Err(("start", env)),
             Some(Button::Stop(env)) => Err(("stop", env)),
