@@ -35,6 +35,8 @@ pub struct App {
     pub store: Store,
     pub compute: Arc<dyn Compute>,
     pub bus: Bus,
+    /// Decided approval requests, for every adapter to edit its cards.
+    pub decisions: crate::chat::DecisionBus,
     pub wake: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub owner: String,
@@ -193,6 +195,7 @@ impl App {
             store,
             compute: Arc::new(proxmox),
             bus: progress::bus(),
+            decisions: tokio::sync::broadcast::channel(256).0,
             wake: Arc::new(Notify::new()),
             metrics,
             owner,
@@ -214,8 +217,10 @@ impl App {
             self.schedule.clone(),
             self.clock.clone(),
         );
-        // One set of Docker clients for the whole process.
+        // One set of Docker clients for the whole process, and one channel
+        // of decisions, whichever adapter's dispatcher made them.
         dispatcher.docker = self.docker.clone();
+        dispatcher.decisions = self.decisions.clone();
         dispatcher
     }
 

@@ -363,6 +363,51 @@ async fn deny_is_refused_at_the_click_to_whoever_may_not_decide_and_no_modal_ope
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_elsewhere_edits_the_discord_card_and_tells_the_requester() {
+    let d = DiscordEnv::start(over_quota()).await;
+    let card = request(&d).await;
+    let id = d.count("SELECT id FROM approvals").await;
+
+    // alice denies it from the console, not from Discord.
+    let console = slipway::chat::Inbound {
+        actor: slipway::domain::team::Actor {
+            platform: slipway::domain::team::Platform::Console,
+            user_id: "alice".into(),
+            display: "alice".into(),
+            roles: vec!["web-admin".into()],
+        },
+        text: format!("/deny id:{id} \"reason:decided at the console\""),
+        event_id: "console:deny-1".into(),
+        reply_to: slipway::chat::ReplyTo {
+            platform: slipway::domain::team::Platform::Console,
+            channel: "console".into(),
+            thread: None,
+            interaction: None,
+        },
+    };
+    let reply = d.app.as_ref().unwrap().dispatcher().handle(&console).await;
+    assert!(reply.text.starts_with("🚫 Request"), "{}", reply.text);
+
+    let card_id: u64 = card["id"].as_str().unwrap().parse().unwrap();
+    d.rest
+        .wait_for("the card edit", 10, |r| {
+            buttons(&r.message(card_id).unwrap())
+                .iter()
+                .all(|(_, off)| *off)
+        })
+        .await;
+    assert!(field(&d.rest.message(card_id).unwrap(), "Decision").contains("decided at the console"));
+    d.rest
+        .wait_for("the requester told", 10, |r| {
+            r.requests()
+                .iter()
+                .any(|q| text(&q.body).starts_with("<@1001> 🚫"))
+        })
+        .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_nobody_decides_expires() {
     let mut setup = over_quota();
     setup.extra = "approval_expiry = \"1s\"".into();

@@ -7,7 +7,9 @@ mod matrix_support;
 
 use common::{Opts, TestEnv};
 use matrix_support::{bot_joined, eventually, shown, wait_message, Bot, Limits, Shown, World};
+use slipway::chat::{Inbound, ReplyTo};
 use slipway::domain::lifecycle::EnvState;
+use slipway::domain::team::{Actor, Platform};
 
 fn one_environment() -> Opts {
     Opts {
@@ -203,6 +205,58 @@ async fn a_typed_deny_with_a_reason_edits_the_card_too() {
         edited.text
     );
     assert!(edited.text.contains("budget is spent"), "{}", edited.text);
+    bot.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_on_another_platform_edits_the_matrix_card() {
+    let w = World::new(Limits::Raised).await;
+    let t = TestEnv::new(one_environment());
+    w.configure(&t, false);
+    let bot = Bot::start(&t).await;
+    bot_joined(&w, &w.room).await;
+    bot_joined(&w, &w.admin_room).await;
+    let (id, card) = request_over_quota(&w, &bot).await;
+
+    // alice denies it from the console, not from Matrix.
+    let console = Inbound {
+        actor: Actor {
+            platform: Platform::Console,
+            user_id: "alice".into(),
+            display: "alice".into(),
+            roles: vec!["web-admin".into()],
+        },
+        text: format!("/deny id:{id} \"reason:decided at the console\""),
+        event_id: "console:deny-1".into(),
+        reply_to: ReplyTo {
+            platform: Platform::Console,
+            channel: "console".into(),
+            thread: None,
+            interaction: None,
+        },
+    };
+    let reply = bot.dispatcher.handle(&console).await;
+    assert!(reply.text.starts_with("🚫 Request"), "{}", reply.text);
+
+    let edited = eventually(30, "the card edited", || async {
+        let c = card_now(&w, &card).await;
+        if c.edits > 0 {
+            Ok(c)
+        } else {
+            Err(c.text)
+        }
+    })
+    .await;
+    assert!(
+        edited.text.starts_with("🚫 Denied by alice (alice)"),
+        "{}",
+        edited.text
+    );
+    assert!(
+        edited.text.contains("decided at the console"),
+        "{}",
+        edited.text
+    );
     bot.stop().await;
 }
 

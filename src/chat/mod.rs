@@ -95,6 +95,22 @@ pub enum ChatError {
     Platform(String),
 }
 
+/// A request decided through some platform (or the console): every adapter
+/// edits its own approval card and tells its requester, wherever the
+/// decision was made.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub approval: i64,
+    pub by: Actor,
+    /// The public answer of the deciding command.
+    pub text: String,
+    /// Where the deciding command was typed.
+    pub decided_in: ReplyTo,
+}
+
+/// The channel decisions travel on.
+pub type DecisionBus = tokio::sync::broadcast::Sender<Decision>;
+
 /// The chat sinks of every configured platform.
 pub type Sinks = std::sync::Arc<std::collections::HashMap<Platform, std::sync::Arc<dyn ChatSink>>>;
 

@@ -34,6 +34,8 @@ pub struct Dispatcher {
     pub clock: Arc<dyn crate::clock::Clock>,
     /// Docker hosts for apps (live state and logs).
     pub docker: Arc<crate::provider::docker::DockerHosts>,
+    /// Every decided request, for the adapters to edit their cards.
+    pub decisions: crate::chat::DecisionBus,
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
@@ -85,6 +87,7 @@ impl Dispatcher {
         ));
         Dispatcher {
             docker,
+            decisions: tokio::sync::broadcast::channel(256).0,
             config,
             catalog,
             store,
@@ -136,11 +139,45 @@ impl Dispatcher {
             teams,
         };
         match self.route(&call).await {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                self.publish_decision(&call, &reply).await;
+                reply
+            }
             Err(e) => {
                 tracing::error!(error = %e, command = %spec.display_path(), "command failed");
                 Reply::private("💥 Slipway could not complete that because of an internal error; the operator's log has the details. Nothing was changed by the failed part; try again.")
             }
+        }
+    }
+
+    /// After `/approve` or `/deny`: if this call decided the request (it is
+    /// no longer pending, and decided by this actor, and the answer is
+    /// public), tells the adapters. A second click gets a private "already
+    /// decided" and publishes nothing.
+    async fn publish_decision(&self, call: &Call<'_>, reply: &Reply) {
+        if !matches!(
+            call.spec.action.as_str(),
+            "approval.approve" | "approval.deny"
+        ) || (reply.private && reply.job.is_none())
+        {
+            return;
+        }
+        let Some(id) = call.inv.int("id") else {
+            return;
+        };
+        let actor = call.actor();
+        let decided_here = matches!(
+            self.store.approval(id).await,
+            Ok(Some(a)) if a.state != "pending" && a.decided_by.as_deref() == Some(actor.key().as_str())
+        );
+        if decided_here {
+            // Err: no adapter is listening (the console alone).
+            let _ = self.decisions.send(crate::chat::Decision {
+                approval: id,
+                by: actor.clone(),
+                text: reply.text.clone(),
+                decided_in: call.inbound.reply_to.clone(),
+            });
         }
     }
 

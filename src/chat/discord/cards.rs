@@ -7,8 +7,7 @@
 
 use super::sink::{clip, content, snowflake};
 use super::{Discord, EPHEMERAL};
-use crate::catalog::command::Invocation;
-use crate::chat::{render, Inbound, MessageRef, Reply, ReplyTo};
+use crate::chat::{render, Decision, MessageRef, Reply, ReplyTo};
 use crate::domain::lifecycle::JobKind;
 use crate::domain::quota;
 use crate::domain::team::Platform;
@@ -137,15 +136,9 @@ async fn post(d: &Discord, channel: u64, body: &Value) {
 }
 
 /// After the dispatcher answered: keep or drop the new thread, post the card
-/// of a new approval request, and edit the card after a decision.
-pub(super) async fn after(
-    d: &Discord,
-    inbound: &Inbound,
-    action: &str,
-    inv: Option<&Invocation>,
-    reply: &Reply,
-    new_thread: Option<u64>,
-) {
+/// of a new approval request. Cards are edited after a decision by
+/// [`watch_decisions`].
+pub(super) async fn after(d: &Discord, reply: &Reply, new_thread: Option<u64>) {
     let env_id = match (reply.job, reply.approval) {
         (Some(job), _) => d.store.job(job).await.ok().flatten().map(|j| j.env_id),
         (None, Some(a)) => d.store.approval(a).await.ok().flatten().map(|a| a.env_id),
@@ -169,12 +162,24 @@ pub(super) async fn after(
     if let Some(id) = reply.approval {
         post_card(d, id).await;
     }
-    if matches!(action, "approval.approve" | "approval.deny") && !reply.private {
-        // A public answer means this call made the decision; a double click or
-        // a second admin got a private "already decided" and changes nothing.
-        if let Some(id) = inv.and_then(|i| i.int("id")) {
-            decided(d, id, &reply.text, &inbound.reply_to).await;
-        }
+}
+
+/// Edits the card of every decided request, wherever it was decided (a
+/// button here, a Matrix reaction, the console), and tells the requester.
+pub(super) async fn watch_decisions(d: Arc<Discord>, mut rx: Receiver<Decision>) {
+    loop {
+        let decision = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(p) => p,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "approval cards: decisions were missed");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = d.cancel.cancelled() => return,
+        };
+        decided(&d, decision.approval, &decision.text, &decision.decided_in).await;
     }
 }
 
@@ -293,6 +298,9 @@ async fn tell(d: &Discord, to: &ReplyTo, requester: &str, text: &str) {
 }
 
 async fn archive(d: &Discord, to: &ReplyTo) {
+    if to.platform != Platform::Discord {
+        return;
+    }
     if let Some(thread) = to.thread.as_deref().and_then(|t| t.parse::<u64>().ok()) {
         channel_call(
             d,

@@ -161,6 +161,10 @@ impl Discord {
         }
         self.tracker
             .spawn(cards::watch_lifecycle(self.clone(), app.bus.subscribe()));
+        self.tracker.spawn(cards::watch_decisions(
+            self.clone(),
+            self.dispatcher.decisions.subscribe(),
+        ));
         self.tracker.spawn(cards::expire_loop(self.clone()));
         match self.config.mode {
             Mode::Http { listen } => {
@@ -396,15 +400,7 @@ impl Discord {
             reply_to,
         };
         let reply = self.dispatcher.handle(&inbound).await;
-        cards::after(
-            self,
-            &inbound,
-            &action,
-            parsed.as_ref().map(|(_, i)| i),
-            &reply,
-            new_thread,
-        )
-        .await;
+        cards::after(self, &reply, new_thread).await;
         reply
     }
 

@@ -12,7 +12,7 @@
 use super::inbound::{actor, post};
 use super::sink::{notice, replacement};
 use super::Shared;
-use crate::chat::{Inbound, Reply, ReplyTo};
+use crate::chat::{Decision, Inbound, ReplyTo};
 use crate::domain::team::{Actor, Platform};
 use matrix_sdk::event_handler::Ctx;
 use matrix_sdk::ruma::events::reaction::OriginalSyncReactionEvent;
@@ -117,14 +117,6 @@ pub(crate) async fn post_card(
     }
 }
 
-/// The request an `!approve ID` / `!deny ID …` command decides.
-pub(crate) fn decided_by_command(shared: &Shared, line: &str) -> Option<i64> {
-    let (spec, inv) = shared.dispatcher.catalog.parse(line).ok()?;
-    matches!(spec.action.as_str(), "approval.approve" | "approval.deny")
-        .then(|| inv.int("id"))
-        .flatten()
-}
-
 async fn state_of(shared: &Shared, id: i64) -> Option<String> {
     let a = shared.dispatcher.store.approval(id).await.ok()??;
     Some(a.state)
@@ -211,28 +203,41 @@ pub(crate) async fn on_reaction(
         return;
     }
     post(&shared, &shared.sink(&client), &here, &reply.text).await;
-    after_decision(&shared, &client, id, &inbound.actor, &reply).await;
+}
+
+/// Edits the card of every decided request, wherever it was decided (a
+/// reaction or command here, a Discord button, the console), and tells the
+/// environment's thread.
+pub(crate) async fn watch_decisions(
+    shared: Arc<Shared>,
+    client: Client,
+    mut rx: tokio::sync::broadcast::Receiver<Decision>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let d = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(d) => d,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "approval cards: decisions were missed");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = cancel.cancelled() => return,
+        };
+        after_decision(&shared, &client, &d).await;
+    }
 }
 
 /// Once request `id` is decided: edit its card with who decided, and tell the
 /// environment's thread.
-pub(crate) async fn after_decision(
-    shared: &Shared,
-    client: &Client,
-    id: i64,
-    by: &Actor,
-    reply: &Reply,
-) {
+async fn after_decision(shared: &Shared, client: &Client, d: &Decision) {
+    let (id, by) = (d.approval, &d.by);
     let Ok(Some(a)) = shared.dispatcher.store.approval(id).await else {
         return;
     };
-    // Only the decision this command made; "already approved" edits nothing.
-    if a.state == "pending" || a.decided_by.as_deref() != Some(by.key().as_str()) {
-        return;
-    }
-    if reply.job.is_none() && reply.private {
-        return;
-    }
     let sink = shared.sink(client);
     if let Ok(Some(bytes)) = client.state_store().get_custom_value(&card_key(id)).await {
         if let Ok(card) = serde_json::from_slice::<Card>(&bytes) {
@@ -250,7 +255,7 @@ pub(crate) async fn after_decision(
                 text.push_str(line);
             }
             text.push('\n');
-            text.push_str(&shared.localize(&reply.text));
+            text.push_str(&shared.localize(&d.text));
             if let Err(e) = sink
                 .send_patiently(&card.room, replacement(&card.event, &text), 5)
                 .await
@@ -259,9 +264,10 @@ pub(crate) async fn after_decision(
             }
         }
     }
+    // The requester's thread, unless the decision was typed right there.
     if let Some(thread) = ReplyTo::from_json(&a.reply_to)
-        .filter(|t| t.platform == Platform::Matrix && t.thread.is_some())
+        .filter(|t| t.platform == Platform::Matrix && t.thread.is_some() && *t != d.decided_in)
     {
-        post(shared, &sink, &thread, &reply.text).await;
+        post(shared, &sink, &thread, &d.text).await;
     }
 }

@@ -58,7 +58,6 @@ pub(crate) async fn on_message(
         event_id: ev.event_id.to_string(),
         reply_to: routed.reply_to.clone(),
     };
-    let deciding = approvals::decided_by_command(&shared, &inbound.text);
     let reply = shared.dispatcher.handle(&inbound).await;
     // A thread started in this very room gets the answer; once is enough.
     if !(routed.new_thread && routed.reply_to.channel == here.channel) {
@@ -69,9 +68,6 @@ pub(crate) async fn on_message(
     }
     if let Some(id) = reply.approval {
         approvals::post_card(&shared, &client, id, &inbound.actor, &reply.text).await;
-    }
-    if let Some(id) = deciding {
-        approvals::after_decision(&shared, &client, id, &inbound.actor, &reply).await;
     }
 }
 

@@ -120,14 +120,22 @@ impl MatrixAdapter {
     /// Registers the event handlers and runs the sync loop until `cancel`.
     pub fn spawn(self, dispatcher: Dispatcher, tracker: &TaskTracker, cancel: CancellationToken) {
         let auto_join = self.cfg.auto_join;
-        self.client.add_event_handler_context(Arc::new(Shared {
+        let decisions = dispatcher.decisions.subscribe();
+        let shared = Arc::new(Shared {
             cfg: self.cfg,
             dispatcher,
             started: self.started,
             approval_room: self.approval_room,
             status_room: self.status_room,
             words: self.words,
-        }));
+        });
+        self.client.add_event_handler_context(shared.clone());
+        tracker.spawn(approvals::watch_decisions(
+            shared,
+            self.client.clone(),
+            decisions,
+            cancel.clone(),
+        ));
         self.client.add_event_handler(inbound::on_message);
         self.client.add_event_handler(approvals::on_reaction);
         if auto_join {
