@@ -54,6 +54,7 @@ any error is HTTP 400 {"error": "..."}):
   GET  /tasks           every task with its log
   GET  /requests        every API request: method, path, query, body, params, auth, time
   POST /requests/clear  empty that log
+  GET  /connections     {"result": N}: connections the API has accepted (TLS handshakes)
   GET  /health          {"ok": true}
 
 HA: fakepve 0.5.0 only synthesises /cluster/ha/resources answers; this
@@ -86,7 +87,7 @@ import time
 import urllib.parse
 import uuid
 
-from aiohttp import web
+from aiohttp import web, web_protocol
 
 import fakepve
 from fakepve import server as pve_server
@@ -350,6 +351,22 @@ class DriverPve(DriverHa, fakepve.FakePve):
             del self.request_log[:excess]
 
 
+# Connections the API port accepted: each is a TLS handshake, a large part of
+# a request's cost in Python, so a client that reuses fewer costs more.
+API_CONNECTIONS = {'port': None, 'count': 0}
+_connection_made = web_protocol.RequestHandler.connection_made
+
+
+def _count_connection(self, transport):
+    sockname = transport.get_extra_info('sockname')
+    if sockname and sockname[1] == API_CONNECTIONS['port']:
+        API_CONNECTIONS['count'] += 1
+    return _connection_made(self, transport)
+
+
+web_protocol.RequestHandler.connection_made = _count_connection
+
+
 class Control(object):
     def __init__(self, pve):
         self.pve = pve
@@ -370,6 +387,7 @@ class Control(object):
         r.add_get('/tasks', self.tasks)
         r.add_get('/requests', self.requests)
         r.add_post('/requests/clear', self.requests_clear)
+        r.add_get('/connections', self.connections)
         r.add_get('/health', self.health)
         return app
 
@@ -553,6 +571,9 @@ class Control(object):
         del self.pve.requests[:]
         return self._answer(None)
 
+    async def connections(self, request):
+        return self._answer(API_CONNECTIONS['count'])
+
     async def health(self, request):
         return web.json_response({'ok': True})
 
@@ -615,6 +636,7 @@ async def serve(args):
         secret = str(uuid.uuid4())
         pve.apitokens[TOKEN_ID] = secret
         await pve.start(certfile, keyfile)
+        API_CONNECTIONS['port'] = int(pve.url.rsplit(':', 1)[1])
         control_runner = web.AppRunner(Control(pve).app(), access_log=None)
         await control_runner.setup()
         site = web.TCPSite(control_runner, HOST, 0)

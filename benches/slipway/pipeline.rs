@@ -32,6 +32,8 @@ struct Phase {
     cpu: f64,
     /// CPU seconds of fakepve.
     pve_cpu: f64,
+    /// Connections fakepve accepted (each a TLS handshake).
+    connections: u64,
     requests: usize,
     failed: i64,
 }
@@ -43,6 +45,7 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
     env.pve.clear_requests().await;
     let cpu = process_cpu();
     let pve_cpu = env.pve.cpu_seconds();
+    let connections = env.pve.connections().await;
     let started = Instant::now();
     let started_ms = slipway::store::now_ms();
     let lines: Vec<String> = (0..ENVS)
@@ -67,6 +70,7 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
     }
     let cpu = process_cpu() - cpu;
     let pve_cpu = env.pve.cpu_seconds() - pve_cpu;
+    let connections = env.pve.connections().await - connections;
     let store = &running.dispatcher.store;
     // The wall time ends with the last job's end as Slipway logged it, so
     // this loop's polling neither adds to it nor needs to be fine-grained.
@@ -114,6 +118,7 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
         wall,
         cpu,
         pve_cpu,
+        connections,
         requests: all.len(),
         failed,
     }
@@ -249,6 +254,7 @@ async fn client_phase(env: &TestEnv, round: usize) -> Phase {
     env.pve.forget_guests(1000, 9999).await;
     env.pve.clear_requests().await;
     let pve_cpu = env.pve.cpu_seconds();
+    let connections = env.pve.connections().await;
     let started = Instant::now();
     futures::stream::iter(0..ENVS as u32)
         .map(|i| client.create(3000 + (round * ENVS) as u32 + i))
@@ -257,10 +263,12 @@ async fn client_phase(env: &TestEnv, round: usize) -> Phase {
         .await;
     let wall = started.elapsed();
     let pve_cpu = env.pve.cpu_seconds() - pve_cpu;
+    let connections = env.pve.connections().await - connections;
     Phase {
         wall,
         cpu: 0.0,
         pve_cpu,
+        connections,
         requests: env.pve.requests().await.len(),
         failed: 0,
     }
@@ -331,6 +339,8 @@ pub async fn full_pipeline() -> Vec<Figure> {
     let client_wall = median(rounds.iter().map(|(_, c)| c.wall.as_secs_f64()).collect());
     let pve_slipway = median(rounds.iter().map(|(s, _)| s.pve_cpu).collect());
     let pve_client = median(rounds.iter().map(|(_, c)| c.pve_cpu).collect());
+    let conn_slipway = median(rounds.iter().map(|(s, _)| s.connections as f64).collect());
+    let conn_client = median(rounds.iter().map(|(_, c)| c.connections as f64).collect());
     let cpu = median(rounds.iter().map(|(s, _)| s.cpu).collect());
     // The count covers every round's jobs.
     let failed = rounds.last().map(|(s, _)| s.failed).unwrap_or(0);
@@ -350,7 +360,7 @@ pub async fn full_pipeline() -> Vec<Figure> {
         Figure::new(
             "full pipeline: wall time vs minimal client",
             format!(
-                "{ratio:.2}x, median of {ROUNDS} paired rounds ({}){}; medians {slipway_wall:.2} s vs {client_wall:.2} s; fakepve CPU {pve_slipway:.2} s vs {pve_client:.2} s; {:.1} vs {:.1} Proxmox requests per env",
+                "{ratio:.2}x, median of {ROUNDS} paired rounds ({}){}; medians {slipway_wall:.2} s vs {client_wall:.2} s; fakepve CPU {pve_slipway:.2} s vs {pve_client:.2} s; {conn_slipway:.0} vs {conn_client:.0} connections (TLS handshakes); {:.1} vs {:.1} Proxmox requests per env",
                 each.join(", "),
                 if pinned {
                     ", fakepve on core 1, Slipway and client on core 0"

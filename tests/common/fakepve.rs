@@ -190,6 +190,13 @@ impl FakePve {
             .await;
     }
 
+    /// Connections (TLS handshakes) the API has accepted since it started.
+    pub async fn connections(&self) -> u64 {
+        self.get("/connections").await["result"]
+            .as_u64()
+            .expect("a count")
+    }
+
     pub async fn clear_requests(&self) {
         self.post("/requests/clear", json!({})).await;
     }
