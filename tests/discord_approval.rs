@@ -369,23 +369,13 @@ async fn a_decision_made_elsewhere_edits_the_discord_card_and_tells_the_requeste
     let id = d.count("SELECT id FROM approvals").await;
 
     // alice denies it from the console, not from Discord.
-    let console = slipway::chat::Inbound {
-        actor: slipway::domain::team::Actor {
-            platform: slipway::domain::team::Platform::Console,
-            user_id: "alice".into(),
-            display: "alice".into(),
-            roles: vec!["web-admin".into()],
-        },
-        text: format!("/deny id:{id} \"reason:decided at the console\""),
-        event_id: "console:deny-1".into(),
-        reply_to: slipway::chat::ReplyTo {
-            platform: slipway::domain::team::Platform::Console,
-            channel: "console".into(),
-            thread: None,
-            interaction: None,
-        },
-    };
-    let reply = d.app.as_ref().unwrap().dispatcher().handle(&console).await;
+    let dispatcher = d.app.as_ref().unwrap().dispatcher();
+    let console = common::console_inbound(
+        &dispatcher.config,
+        "alice",
+        &format!("/deny id:{id} \"reason:decided at the console\""),
+    );
+    let reply = dispatcher.handle(&console).await;
     assert!(reply.text.starts_with("🚫 Request"), "{}", reply.text);
 
     let card_id: u64 = card["id"].as_str().unwrap().parse().unwrap();

@@ -7,9 +7,7 @@ mod matrix_support;
 
 use common::{Opts, TestEnv};
 use matrix_support::{bot_joined, eventually, shown, wait_message, Bot, Limits, Shown, World};
-use slipway::chat::{Inbound, ReplyTo};
 use slipway::domain::lifecycle::EnvState;
-use slipway::domain::team::{Actor, Platform};
 
 fn one_environment() -> Opts {
     Opts {
@@ -219,22 +217,11 @@ async fn a_decision_made_on_another_platform_edits_the_matrix_card() {
     let (id, card) = request_over_quota(&w, &bot).await;
 
     // alice denies it from the console, not from Matrix.
-    let console = Inbound {
-        actor: Actor {
-            platform: Platform::Console,
-            user_id: "alice".into(),
-            display: "alice".into(),
-            roles: vec!["web-admin".into()],
-        },
-        text: format!("/deny id:{id} \"reason:decided at the console\""),
-        event_id: "console:deny-1".into(),
-        reply_to: ReplyTo {
-            platform: Platform::Console,
-            channel: "console".into(),
-            thread: None,
-            interaction: None,
-        },
-    };
+    let console = common::console_inbound(
+        &bot.dispatcher.config,
+        "alice",
+        &format!("/deny id:{id} \"reason:decided at the console\""),
+    );
     let reply = bot.dispatcher.handle(&console).await;
     assert!(reply.text.starts_with("🚫 Request"), "{}", reply.text);
 

@@ -111,6 +111,33 @@ pub struct Decision {
 /// The channel decisions travel on.
 pub type DecisionBus = tokio::sync::broadcast::Sender<Decision>;
 
+/// Runs `handle` for every decision until `cancel`; decisions a slow
+/// receiver missed are logged and skipped.
+pub async fn each_decision<F, Fut>(
+    mut rx: tokio::sync::broadcast::Receiver<Decision>,
+    cancel: tokio_util::sync::CancellationToken,
+    mut handle: F,
+) where
+    F: FnMut(Decision) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let decision = tokio::select! {
+            ev = rx.recv() => match ev {
+                Ok(d) => d,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "approval cards: decisions were missed");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+            _ = cancel.cancelled() => return,
+        };
+        handle(decision).await;
+    }
+}
+
 /// The chat sinks of every configured platform.
 pub type Sinks = std::sync::Arc<std::collections::HashMap<Platform, std::sync::Arc<dyn ChatSink>>>;
 

@@ -13,7 +13,8 @@ pub mod fakepve;
 mod running;
 
 pub use fakepve::FakePve;
-pub use running::{assert_no_secret, Recorder, Running};
+#[allow(unused_imports)] // not every test binary uses every helper
+pub use running::{assert_no_secret, console_inbound, Recorder, Running};
 
 use slipway::app::App;
 use slipway::chat::{ChatSink, Reply};

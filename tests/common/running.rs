@@ -73,35 +73,38 @@ pub fn assert_no_secret(secrets: &[String], text: &str, place: &str) {
     }
 }
 
+/// `user` of `[console] users`, with the roles configured there.
+pub fn console_actor(config: &slipway::config::Config, user: &str) -> Actor {
+    Actor {
+        platform: Platform::Console,
+        user_id: user.into(),
+        display: user.into(),
+        roles: config.console_users.get(user).cloned().unwrap_or_default(),
+    }
+}
+
+/// `text` typed by console user `user`.
+pub fn console_inbound(config: &slipway::config::Config, user: &str, text: &str) -> Inbound {
+    Inbound {
+        actor: console_actor(config, user),
+        text: text.into(),
+        event_id: format!("test:{}", EVENT.fetch_add(1, Ordering::Relaxed)),
+        reply_to: ReplyTo {
+            platform: Platform::Console,
+            channel: "test".into(),
+            thread: None,
+            interaction: None,
+        },
+    }
+}
+
 impl Running {
     pub fn actor(&self, user: &str) -> Actor {
-        let roles = self
-            .dispatcher
-            .config
-            .console_users
-            .get(user)
-            .cloned()
-            .unwrap_or_default();
-        Actor {
-            platform: Platform::Console,
-            user_id: user.into(),
-            display: user.into(),
-            roles,
-        }
+        console_actor(&self.dispatcher.config, user)
     }
 
     pub fn inbound(&self, user: &str, text: &str) -> Inbound {
-        Inbound {
-            actor: self.actor(user),
-            text: text.into(),
-            event_id: format!("test:{}", EVENT.fetch_add(1, Ordering::Relaxed)),
-            reply_to: ReplyTo {
-                platform: Platform::Console,
-                channel: "test".into(),
-                thread: None,
-                interaction: None,
-            },
-        }
+        console_inbound(&self.dispatcher.config, user, text)
     }
 
     /// Sends a command as `user` and returns Slipway's reply.

@@ -166,21 +166,15 @@ pub(super) async fn after(d: &Discord, reply: &Reply, new_thread: Option<u64>) {
 
 /// Edits the card of every decided request, wherever it was decided (a
 /// button here, a Matrix reaction, the console), and tells the requester.
-pub(super) async fn watch_decisions(d: Arc<Discord>, mut rx: Receiver<Decision>) {
-    loop {
-        let decision = tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(p) => p,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "approval cards: decisions were missed");
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            },
-            _ = d.cancel.cancelled() => return,
-        };
-        decided(&d, decision.approval, &decision.text, &decision.decided_in).await;
-    }
+pub(super) async fn watch_decisions(d: Arc<Discord>, rx: Receiver<Decision>) {
+    let cancel = d.cancel.clone();
+    crate::chat::each_decision(rx, cancel, |decision| {
+        let d = d.clone();
+        async move {
+            decided(&d, decision.approval, &decision.text, &decision.decided_in).await;
+        }
+    })
+    .await;
 }
 
 async fn card_body(d: &Discord, a: &ApprovalRecord, decision: Option<&str>) -> Option<Value> {

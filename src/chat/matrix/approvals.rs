@@ -211,24 +211,14 @@ pub(crate) async fn on_reaction(
 pub(crate) async fn watch_decisions(
     shared: Arc<Shared>,
     client: Client,
-    mut rx: tokio::sync::broadcast::Receiver<Decision>,
+    rx: tokio::sync::broadcast::Receiver<Decision>,
     cancel: tokio_util::sync::CancellationToken,
 ) {
-    use tokio::sync::broadcast::error::RecvError;
-    loop {
-        let d = tokio::select! {
-            ev = rx.recv() => match ev {
-                Ok(d) => d,
-                Err(RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "approval cards: decisions were missed");
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            },
-            _ = cancel.cancelled() => return,
-        };
-        after_decision(&shared, &client, &d).await;
-    }
+    crate::chat::each_decision(rx, cancel, |d| {
+        let (shared, client) = (shared.clone(), client.clone());
+        async move { after_decision(&shared, &client, &d).await }
+    })
+    .await;
 }
 
 /// Once request `id` is decided: edit its card with who decided, and tell the
