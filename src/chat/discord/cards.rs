@@ -234,9 +234,34 @@ async fn post_card(d: &Discord, id: i64) {
                     serde_json::to_string(&r).unwrap_or_default(),
                 )
                 .await;
+            // Decided or expired while the card was on its way: nothing
+            // edited it then, so say so now.
+            if let Ok(Some(now)) = d.store.approval(id).await {
+                if let Some(text) = settled(d, &now) {
+                    edit_card(d, &now, &text).await;
+                }
+            }
         }
         Err(e) => tracing::warn!(error = %e, request = id, "could not post the approval card"),
     }
+}
+
+/// What a card says about a request that is no longer pending.
+fn settled(d: &Discord, a: &ApprovalRecord) -> Option<String> {
+    let by = a.decided_by.as_deref().map(who).unwrap_or_default();
+    match a.state.as_str() {
+        "pending" => None,
+        "expired" => Some(expired_text(d, a.id)),
+        "approved" => Some(format!("✅ Request #{} approved by {by}", a.id)),
+        other => Some(format!("🚫 Request #{} {other} by {by}", a.id)),
+    }
+}
+
+fn expired_text(d: &Discord, id: i64) -> String {
+    format!(
+        "⌛ Request #{id} expired: no admin decided within {}.",
+        render::duration(d.config.approval_expiry)
+    )
 }
 
 /// Edits the card after a decision (buttons disabled, who and when) and tells
@@ -324,11 +349,7 @@ pub(super) async fn expire_loop(d: Arc<Discord>) {
             }
         };
         for a in expired {
-            let text = format!(
-                "⌛ Request #{} expired: no admin decided within {}.",
-                a.id,
-                render::duration(max_age)
-            );
+            let text = expired_text(&d, a.id);
             edit_card(&d, &a, &text).await;
             if let Some(to) = ReplyTo::from_json(&a.reply_to) {
                 tell(&d, &to, &a.requester, &text).await;
