@@ -59,6 +59,19 @@ async fn card_now(w: &World, card: &Shown) -> Shown {
         .unwrap()
 }
 
+/// The card once the bot has edited it (at most 30 s).
+async fn card_edited(w: &World, card: &Shown) -> Shown {
+    eventually(30, "the card edited", || async {
+        let c = card_now(w, card).await;
+        if c.edits > 0 {
+            Ok(c)
+        } else {
+            Err(c.text)
+        }
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_reaction_is_ignored_and_an_admins_approves() {
     let w = World::new(Limits::Raised).await;
@@ -98,15 +111,7 @@ async fn a_members_reaction_is_ignored_and_an_admins_approves() {
 
     w.alice.react(&w.admin_room, &card.event_id, "✅️").await;
 
-    let edited = eventually(30, "the card edited", || async {
-        let c = card_now(&w, &card).await;
-        if c.edits > 0 {
-            Ok(c)
-        } else {
-            Err(c.text)
-        }
-    })
-    .await;
+    let edited = card_edited(&w, &card).await;
     assert!(
         edited
             .text
@@ -140,15 +145,7 @@ async fn an_admins_cross_denies_and_the_card_says_who() {
 
     w.alice.react(&w.admin_room, &card.event_id, "❌").await;
 
-    let edited = eventually(30, "the card edited", || async {
-        let c = card_now(&w, &card).await;
-        if c.edits > 0 {
-            Ok(c)
-        } else {
-            Err(c.text)
-        }
-    })
-    .await;
+    let edited = card_edited(&w, &card).await;
     assert!(
         edited.text.starts_with("🚫 Denied by alice"),
         "{}",
@@ -188,15 +185,7 @@ async fn a_typed_deny_with_a_reason_edits_the_card_too() {
     )
     .await;
     assert!(reply.text.contains("budget is spent"), "{}", reply.text);
-    let edited = eventually(30, "the card edited", || async {
-        let c = card_now(&w, &card).await;
-        if c.edits > 0 {
-            Ok(c)
-        } else {
-            Err(c.text)
-        }
-    })
-    .await;
+    let edited = card_edited(&w, &card).await;
     assert!(
         edited.text.starts_with("🚫 Denied by alice"),
         "{}",
@@ -225,15 +214,7 @@ async fn a_decision_made_on_another_platform_edits_the_matrix_card() {
     let reply = bot.dispatcher.handle(&console).await;
     assert!(reply.text.starts_with("🚫 Request"), "{}", reply.text);
 
-    let edited = eventually(30, "the card edited", || async {
-        let c = card_now(&w, &card).await;
-        if c.edits > 0 {
-            Ok(c)
-        } else {
-            Err(c.text)
-        }
-    })
-    .await;
+    let edited = card_edited(&w, &card).await;
     assert!(
         edited.text.starts_with("🚫 Denied by alice (alice)"),
         "{}",
