@@ -21,6 +21,15 @@ use slipway::domain::lifecycle::{EnvState, JobState};
 use std::path::Path;
 use std::time::Duration;
 
+/// Adds the test's docker-host profile to `t`; returns the directory its
+/// post-provision step copies dockerd's certificate files into.
+fn install_profile(t: &TestEnv) -> std::path::PathBuf {
+    let installed = t.dir.path().join("installed");
+    std::fs::create_dir_all(&installed).unwrap();
+    write_profile(&t.dir.path().join("profiles"), &installed);
+    installed
+}
+
 /// A docker-host profile whose post-provision step installs dockerd's
 /// certificate files into `install_to`, and then echoes where they came from.
 fn write_profile(profiles: &Path, install_to: &Path) {
@@ -99,9 +108,7 @@ async fn an_app_runs_on_a_docker_host_environment_over_the_tls_slipway_provision
             g = ns.host_address()
         ),
     );
-    let installed = t.dir.path().join("installed");
-    std::fs::create_dir_all(&installed).unwrap();
-    write_profile(&t.dir.path().join("profiles"), &installed);
+    let installed = install_profile(&t);
     let s = t.start();
 
     let created = s
@@ -210,9 +217,7 @@ async fn without_the_cas_key_the_environment_is_rolled_back_and_the_user_is_told
         extra: docker_section(&pki, 2376, true),
         ..Opts::default()
     });
-    let installed = t.dir.path().join("installed");
-    std::fs::create_dir_all(&installed).unwrap();
-    write_profile(&t.dir.path().join("profiles"), &installed);
+    let installed = install_profile(&t);
     let s = t.start();
 
     let created = s
