@@ -224,9 +224,10 @@ impl App {
         dispatcher
     }
 
-    /// Spawns the workers, the heartbeat and the notifier for these chat sinks.
-    pub fn start(&self, sinks: Vec<Arc<dyn ChatSink>>) {
-        let worker = Arc::new(Worker {
+    /// A worker over this app's store and providers. `start` spawns the
+    /// configured number of them; a test may drive one with `Worker::step_once`.
+    pub fn worker(&self) -> Arc<Worker> {
+        Arc::new(Worker {
             store: self.store.clone(),
             compute: self.compute.clone(),
             config: self.config.clone(),
@@ -240,8 +241,12 @@ impl App {
             publishers: self.publishers.clone(),
             docker: self.docker.clone(),
             guest_ids: Default::default(),
-        });
-        worker.spawn(&self.tracker, &self.cancel);
+        })
+    }
+
+    /// Spawns the workers, the heartbeat and the notifier for these chat sinks.
+    pub fn start(&self, sinks: Vec<Arc<dyn ChatSink>>) {
+        self.worker().spawn(&self.tracker, &self.cancel);
         let sinks: Sinks = Arc::new(
             sinks
                 .into_iter()

@@ -84,10 +84,7 @@ impl Scheduler {
                 ),
                 requested_by: "slipway:lifetimes".into(),
                 reply_to: env.announce_to_or_default(),
-                steps: plan(JobKind::Destroy, &CreateOptions::default())
-                    .iter()
-                    .map(|s| s.name())
-                    .collect(),
+                steps: plan(JobKind::Destroy, &CreateOptions::default()),
             };
             match self
                 .store

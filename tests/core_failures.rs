@@ -93,7 +93,7 @@ async fn a_failed_start_destroys_the_container_again() {
     let steps = s.dispatcher.store.steps(job_of(&reply)).await.unwrap();
     let states: Vec<String> = steps
         .iter()
-        .map(|s| format!("{}={}", s.name, s.state))
+        .map(|s| format!("{}={}", s.step.label(), s.state))
         .collect();
     assert_eq!(
         states[..2],

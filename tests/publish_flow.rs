@@ -148,7 +148,10 @@ async fn a_failure_after_publishing_removes_the_route_again() {
         "the target survived the rollback"
     );
     let steps = s.dispatcher.store.steps(job_of(&reply)).await.unwrap();
-    let publish = steps.iter().find(|s| s.name == "publish route").unwrap();
+    let publish = steps
+        .iter()
+        .find(|s| s.step.label() == "publish route")
+        .unwrap();
     assert_eq!(publish.state.as_str(), "compensated");
     s.stop().await;
 }

@@ -78,7 +78,7 @@ async fn kill_at(
                 if reached {
                     child.kill().unwrap();
                     child.wait().unwrap();
-                    return format!("{} {}", s.name, s.state);
+                    return format!("{} {}", s.step.label(), s.state);
                 }
             }
         }

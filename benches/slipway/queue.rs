@@ -3,7 +3,7 @@
 //! synchronous=NORMAL, foreign keys on).
 
 use crate::Figure;
-use slipway::domain::lifecycle::{JobKind, JobState};
+use slipway::domain::lifecycle::{JobKind, JobState, Step};
 use slipway::domain::policy::Decision;
 use slipway::domain::quota::{Quota, Resources};
 use slipway::store::envs::NewEnv;
@@ -39,7 +39,7 @@ async fn seed(store: &Store) {
             idempotency_key: format!("bench:queue:{i}"),
             requested_by: "console:bob".into(),
             reply_to: r#"{"platform":"console","channel":"bench"}"#.into(),
-            steps: vec!["create".into(), "start".into()],
+            steps: vec![Step::CreateContainer, Step::Start],
         };
         store
             .submit_create(env, Quota::default(), |_| Decision::Enqueue, job)

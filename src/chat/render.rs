@@ -336,7 +336,7 @@ pub fn job(j: &JobRecord, env: &str, steps: &[StepRecord], log: &[LogLine]) -> S
         out.push_str(&format!(
             "\n  {}. {} — {}{}",
             s.seq + 1,
-            s.name,
+            s.step.label(),
             s.state,
             s.error
                 .as_deref()

@@ -162,9 +162,6 @@ impl Dispatcher {
                     })
                     .unwrap_or_default(),
             )
-            .iter()
-            .map(|s| s.name())
-            .collect()
         };
         let job = NewJob {
             kind: JobKind::Create,

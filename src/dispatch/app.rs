@@ -8,7 +8,7 @@ use super::{Call, Dispatcher};
 use crate::chat::{render, Reply};
 use crate::domain::app::{self, AccessRules, AppOptions, EnvVars, HostAccess, ImageRef};
 use crate::domain::domain_name::Domain;
-use crate::domain::lifecycle::{EnvState, JobKind};
+use crate::domain::lifecycle::{EnvState, JobKind, Step};
 use crate::domain::names::EnvName;
 use crate::domain::policy;
 use crate::domain::quota::Resources;
@@ -53,8 +53,8 @@ pub(crate) fn app_options(
     }
 }
 
-pub(crate) fn app_plan(kind: JobKind, opts: AppOptions) -> Vec<String> {
-    app::plan(kind, opts).iter().map(|s| s.name()).collect()
+pub(crate) fn app_plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
+    app::plan(kind, opts)
 }
 
 impl Dispatcher {

@@ -5,7 +5,7 @@ use super::{Call, Dispatcher};
 use crate::catalog::profile::{IpMode, Profile};
 use crate::chat::{render, Reply};
 use crate::domain::domain_name::Domain;
-use crate::domain::lifecycle::{self, CreateOptions, EnvState, JobKind};
+use crate::domain::lifecycle::{self, CreateOptions, EnvState, JobKind, Step};
 use crate::domain::names::EnvName;
 use crate::domain::policy::{self, Decision};
 use crate::domain::quota::{self, Resources};
@@ -49,12 +49,8 @@ pub(crate) fn create_options(
     }
 }
 
-pub(crate) fn plan_names(kind: JobKind, opts: Option<CreateOptions>) -> Vec<String> {
-    let opts = opts.unwrap_or_default();
-    lifecycle::plan(kind, &opts)
-        .iter()
-        .map(|s| s.name())
-        .collect()
+pub(crate) fn plan_steps(kind: JobKind, opts: Option<CreateOptions>) -> Vec<Step> {
+    lifecycle::plan(kind, &opts.unwrap_or_default())
 }
 
 impl Dispatcher {
@@ -160,7 +156,7 @@ impl Dispatcher {
         };
         let node = self.pick_node().await?;
         let opts = create_options(req.profile, req.domain.is_some(), &self.config.publish);
-        let steps = plan_names(JobKind::Create, Some(opts));
+        let steps = plan_steps(JobKind::Create, Some(opts));
         if call.inv.flag("dry-run") {
             return self.dry_run(call, &req, &node, &steps).await;
         }
@@ -244,7 +240,7 @@ impl Dispatcher {
         call: &Call<'_>,
         req: &CreateRequest<'_>,
         node: &str,
-        steps: &[String],
+        steps: &[Step],
     ) -> Result<Reply, StoreError> {
         let usage = self.store.usage(req.team.name.0.clone()).await?;
         let check = quota::check(&req.team.quota, usage, &req.resources);
@@ -272,7 +268,7 @@ impl Dispatcher {
                 "📝 Plan for {} (dry run, nothing was created)\n  profile {}, team {}, node {}\n  {} cores, {} MB memory, {} MB swap, {} GB disk, lifetime {}\n  quota: {}\n  {}\n  steps: {}",
                 req.name, req.profile.name, req.team.name, node, req.resources.cores, req.resources.memory_mb,
                 req.resources.swap_mb, req.resources.disk_gb, render::duration(req.ttl),
-                render::quota_change(&check), verdict, steps.join(" → ")
+                render::quota_change(&check), verdict, steps.iter().map(Step::label).collect::<Vec<_>>().join(" → ")
             )
         });
         Ok(Reply::private(text))
@@ -357,7 +353,7 @@ impl Dispatcher {
             idempotency_key: call.inbound.event_id.clone(),
             requested_by: actor.key(),
             reply_to: call.inbound.reply_to.to_json(),
-            steps: plan_names(kind, None),
+            steps: plan_steps(kind, None),
         };
         Ok(match self.store.enqueue(env.id, from, to, job).await? {
             Enqueued::Queued(job_id) => {

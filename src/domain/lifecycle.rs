@@ -106,121 +106,7 @@ string_enum! {
     }
 }
 
-/// One step of a job. Each knows how to undo itself (see the worker).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    AllocateIp,
-    CreateContainer,
-    StartContainer,
-    AwaitAddress,
-    AddHa,
-    PostProvision(String),
-    InitialSnapshot,
-    MarkReady,
-    RemoveHa,
-    Shutdown,
-    DeleteSnapshots,
-    DeleteContainer,
-    ReleaseAllocations,
-    Stop,
-    Start,
-    PublishRoute,
-    RegisterDns,
-    AddMonitoring,
-    UnpublishRoute,
-    RemoveDns,
-    RemoveMonitoring,
-    // App steps (see `domain::app`).
-    PullImage,
-    CreateAppContainer,
-    StartAppContainer,
-    CheckHealth,
-    SwitchRoute,
-    RemoveOldContainer,
-    RestartApp,
-    StopApp,
-    StartApp,
-    RemoveAppContainers,
-}
-
-impl Step {
-    /// The name stored in the journal and shown to users.
-    pub fn name(&self) -> String {
-        match self {
-            Step::AllocateIp => "allocate address".into(),
-            Step::CreateContainer => "create container".into(),
-            Step::StartContainer => "start container".into(),
-            Step::AwaitAddress => "wait for network".into(),
-            Step::AddHa => "add HA resource".into(),
-            Step::PostProvision(name) => format!("post-provision: {name}"),
-            Step::InitialSnapshot => "initial snapshot".into(),
-            Step::MarkReady => "mark ready".into(),
-            Step::RemoveHa => "remove HA resource".into(),
-            Step::Shutdown => "shut down".into(),
-            Step::DeleteSnapshots => "delete snapshots".into(),
-            Step::DeleteContainer => "delete container".into(),
-            Step::ReleaseAllocations => "release allocations".into(),
-            Step::Stop => "stop".into(),
-            Step::Start => "start".into(),
-            Step::PublishRoute => "publish route".into(),
-            Step::RegisterDns => "register DNS".into(),
-            Step::AddMonitoring => "add monitoring".into(),
-            Step::UnpublishRoute => "remove route".into(),
-            Step::RemoveDns => "remove DNS record".into(),
-            Step::RemoveMonitoring => "remove monitoring".into(),
-            Step::PullImage => "pull image".into(),
-            Step::CreateAppContainer => "create app container".into(),
-            Step::StartAppContainer => "start app container".into(),
-            Step::CheckHealth => "check health".into(),
-            Step::SwitchRoute => "switch route".into(),
-            Step::RemoveOldContainer => "remove old container".into(),
-            Step::RestartApp => "restart app".into(),
-            Step::StopApp => "stop app".into(),
-            Step::StartApp => "start app".into(),
-            Step::RemoveAppContainers => "remove app containers".into(),
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Step> {
-        if let Some(rest) = name.strip_prefix("post-provision: ") {
-            return Some(Step::PostProvision(rest.to_string()));
-        }
-        [
-            Step::AllocateIp,
-            Step::CreateContainer,
-            Step::StartContainer,
-            Step::AwaitAddress,
-            Step::AddHa,
-            Step::InitialSnapshot,
-            Step::MarkReady,
-            Step::RemoveHa,
-            Step::Shutdown,
-            Step::DeleteSnapshots,
-            Step::DeleteContainer,
-            Step::ReleaseAllocations,
-            Step::Stop,
-            Step::Start,
-            Step::PublishRoute,
-            Step::RegisterDns,
-            Step::AddMonitoring,
-            Step::UnpublishRoute,
-            Step::RemoveDns,
-            Step::RemoveMonitoring,
-            Step::PullImage,
-            Step::CreateAppContainer,
-            Step::StartAppContainer,
-            Step::CheckHealth,
-            Step::SwitchRoute,
-            Step::RemoveOldContainer,
-            Step::RestartApp,
-            Step::StopApp,
-            Step::StartApp,
-            Step::RemoveAppContainers,
-        ]
-        .into_iter()
-        .find(|s| s.name() == name)
-    }
-}
+pub use super::step::Step;
 
 /// What a create plan depends on in the profile.
 #[derive(Debug, Clone, Default)]
@@ -298,7 +184,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_step_name_parses_back() {
+    fn every_step_id_parses_back() {
         let all = plan(
             JobKind::Create,
             &CreateOptions {
@@ -315,7 +201,7 @@ mod tests {
             .iter()
             .chain(plan(JobKind::Destroy, &CreateOptions::default()).iter())
         {
-            assert_eq!(Step::parse(&step.name()).as_ref(), Some(step));
+            assert_eq!(Step::from_id(&step.id()).as_ref(), Some(step));
         }
     }
 

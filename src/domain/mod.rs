@@ -8,4 +8,5 @@ pub mod lifetime;
 pub mod names;
 pub mod policy;
 pub mod quota;
+pub mod step;
 pub mod team;

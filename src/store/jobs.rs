@@ -4,7 +4,7 @@
 
 use super::envs::set_env_state;
 use super::{audit, now, now_ms, Store, StoreError};
-use crate::domain::lifecycle::{EnvState, JobKind, JobState, StepState};
+use crate::domain::lifecycle::{EnvState, JobKind, JobState, Step, StepState};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 /// A job to insert.
@@ -15,7 +15,7 @@ pub struct NewJob {
     pub requested_by: String,
     /// JSON of [`crate::chat::ReplyTo`].
     pub reply_to: String,
-    pub steps: Vec<String>,
+    pub steps: Vec<Step>,
 }
 
 /// A job as stored.
@@ -59,7 +59,8 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepRecord {
     pub seq: i64,
-    pub name: String,
+    /// Stored by its id; `step.label()` is what people read.
+    pub step: Step,
     pub state: StepState,
     pub data: serde_json::Value,
     pub error: Option<String>,
@@ -85,8 +86,8 @@ pub(crate) fn insert_job(c: &Connection, env_id: i64, job: &NewJob) -> Result<i6
     let mut step = c.prepare_cached(
         "INSERT INTO job_steps (job_id, seq, name, state) VALUES (?1, ?2, ?3, 'pending')",
     )?;
-    for (seq, name) in job.steps.iter().enumerate() {
-        step.execute(params![id, seq as i64, name])?;
+    for (seq, s) in job.steps.iter().enumerate() {
+        step.execute(params![id, seq as i64, s.id()])?;
     }
     Ok(id)
 }
@@ -381,27 +382,47 @@ pub(super) fn write_job_state(
     Ok(n == 1)
 }
 
-/// A job's steps in order.
+/// A job's steps in order. A step id, state or data this release cannot read
+/// is [`StoreError::Corrupt`] naming the job: never a silent default.
 pub(super) fn read_steps(c: &Connection, job_id: i64) -> Result<Vec<StepRecord>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT seq, name, state, data, error, started_at, finished_at FROM job_steps WHERE job_id = ?1 ORDER BY seq",
     )?;
     let rows = stmt
         .query_map([job_id], |r| {
-            let state: String = r.get(2)?;
-            let data: String = r.get(3)?;
-            Ok(StepRecord {
-                seq: r.get(0)?,
-                name: r.get(1)?,
-                state: StepState::parse(&state).unwrap_or(StepState::Failed),
-                data: serde_json::from_str(&data).unwrap_or(serde_json::Value::Null),
-                error: r.get(4)?,
-                started_at: r.get(5)?,
-                finished_at: r.get(6)?,
-            })
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+    rows.into_iter()
+        .map(|(seq, id, state, data, error, started_at, finished_at)| {
+            let corrupt = |what: String| {
+                StoreError::Corrupt(format!("job {job_id}, step {}: {what}", seq + 1))
+            };
+            Ok(StepRecord {
+                seq,
+                step: Step::from_id(&id).ok_or_else(|| {
+                    corrupt(format!(
+                        "unknown step id '{id}'; was this database written by a newer Slipway?"
+                    ))
+                })?,
+                state: StepState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("unknown step state '{state}'")))?,
+                data: serde_json::from_str(&data)
+                    .map_err(|e| corrupt(format!("its data is not JSON ({e})")))?,
+                error,
+                started_at,
+                finished_at,
+            })
+        })
+        .collect()
 }
 
 pub(super) fn write_step(
@@ -517,7 +538,7 @@ mod tests {
             idempotency_key: name.into(),
             requested_by: "console:bob".into(),
             reply_to: "{}".into(),
-            steps: vec!["create".into()],
+            steps: vec![Step::CreateContainer],
         };
         match store
             .submit_create(env, Quota::default(), |_| Decision::Enqueue, job)

@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0006_apps.sql"),
     include_str!("../../migrations/0007_app_reconcile.sql"),
     include_str!("../../migrations/0008_hot_indexes.sql"),
+    include_str!("../../migrations/0009_step_ids.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

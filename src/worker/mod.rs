@@ -4,11 +4,8 @@
 //! died is claimed again when its lease runs out (at once after a restart) and
 //! resumes from its journal.
 
-mod apps;
 mod backoff;
-mod create;
 pub mod guest_ids;
-mod publish;
 mod rollback;
 pub(crate) mod steps;
 
@@ -26,6 +23,15 @@ use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// What one [`Worker::step_once`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stepped {
+    /// No job was ready to run.
+    Idle,
+    /// Job `job` did (or, rolling back, undid) one step and is now in `state`.
+    Job { job: i64, state: JobState },
+}
 
 /// What a step failure tells the user.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -75,8 +81,9 @@ pub(crate) struct JobRun {
     /// The current step was under way before a restart: it checks what its
     /// earlier attempt already did before it acts again.
     pub resumed: bool,
-    /// For an app: the port a route step publishes, when it is not the serving one (blue-green).
-    pub app_port: Option<u16>,
+    /// Steps left to do (or undo) before the run pauses: `Worker::step_once`
+    /// sets one; `None` runs the job to its end.
+    pub budget: Option<usize>,
 }
 
 impl JobRun {
@@ -110,7 +117,7 @@ impl JobRun {
                 .steps
                 .iter()
                 .map(|s| StepView {
-                    name: s.name.clone(),
+                    name: s.step.label(),
                     state: s.state,
                 })
                 .collect(),
@@ -163,12 +170,51 @@ impl Worker {
         }
     }
 
+    /// Claims the next runnable job and does (or, rolling back, undoes)
+    /// exactly one of its steps, then releases it, as a worker would between
+    /// two steps: how a test drives a job step by step.
+    pub async fn step_once(&self) -> Result<Stepped, StoreError> {
+        let owner = format!("{}/step", self.owner);
+        let lease = self.config.worker.lease.as_secs().max(3) as i64;
+        let Some(job) = self
+            .store
+            .claim(owner.clone(), lease, self.config.worker.per_node)
+            .await?
+        else {
+            return Ok(Stepped::Idle);
+        };
+        let id = job.id;
+        let cancel = CancellationToken::new();
+        self.execute_with_budget(job, &owner, lease, &cancel, Some(1))
+            .await?;
+        self.store.release_lease(id, owner).await?;
+        let state = self
+            .store
+            .job(id)
+            .await?
+            .map(|j| j.state)
+            .ok_or_else(|| StoreError::Corrupt(format!("job {id} vanished while it ran")))?;
+        Ok(Stepped::Job { job: id, state })
+    }
+
     async fn execute(
         &self,
         job: JobRecord,
         owner: &str,
         lease: i64,
         cancel: &CancellationToken,
+    ) -> Result<(), StoreError> {
+        self.execute_with_budget(job, owner, lease, cancel, None)
+            .await
+    }
+
+    async fn execute_with_budget(
+        &self,
+        job: JobRecord,
+        owner: &str,
+        lease: i64,
+        cancel: &CancellationToken,
+        budget: Option<usize>,
     ) -> Result<(), StoreError> {
         // A create's environment becomes provisioning as its worker starts.
         let provisioning = job.kind == JobKind::Create && job.state != JobState::RollingBack;
@@ -188,7 +234,7 @@ impl Worker {
             steps,
             started: Instant::now(),
             resumed: false,
-            app_port: None,
+            budget,
         };
         tracing::info!(job = run.job.id, kind = %run.job.kind, env = %run.env.name, state = %run.job.state, "working on job");
         // Renew the lease while the job runs; a lost lease stops this worker's part.
@@ -229,32 +275,28 @@ impl Worker {
             if matches!(run.steps[i].state, StepState::Done | StepState::Skipped) {
                 continue;
             }
-            if cancel.is_cancelled() || lost.is_cancelled() {
-                // Shutting down between steps: the next start resumes from here.
+            let stopping = cancel.is_cancelled() || lost.is_cancelled();
+            if stopping || run.budget == Some(0) {
+                // Between steps: the next claim resumes from here.
                 if let Some(e) = ended.take() {
                     self.write_step_end(run, e).await?;
                 }
                 self.store
                     .release_lease(run.job.id, owner.to_string())
                     .await?;
-                self.store
-                    .log(
-                        run.job.id,
-                        "info",
-                        "paused for shutdown; resumes on the next start".into(),
-                    )
-                    .await?;
+                if stopping {
+                    self.store
+                        .log(
+                            run.job.id,
+                            "info",
+                            "paused for shutdown; resumes on the next start".into(),
+                        )
+                        .await?;
+                }
                 return Ok(());
             }
-            let Some(step) = Step::parse(&run.steps[i].name) else {
-                if let Some(e) = ended.take() {
-                    self.write_step_end(run, e).await?;
-                }
-                return Err(StoreError::Corrupt(format!(
-                    "job {} has an unknown step '{}'",
-                    run.job.id, run.steps[i].name
-                )));
-            };
+            run.budget = run.budget.map(|b| b - 1);
+            let step = run.steps[i].step.clone();
             run.resumed = run.steps[i].state == StepState::Running;
             let total = run.steps.len();
             run.steps[i].state = StepState::Running;
@@ -264,7 +306,7 @@ impl Worker {
                     run.job.id,
                     run.steps[i].seq,
                     run.steps[i].data.clone(),
-                    format!("step {}/{total}: {}", i + 1, step.name()),
+                    format!("step {}/{total}: {}", i + 1, step.label()),
                     ended.take().map(|e| run.step_write(e)),
                 )
                 .await?;
@@ -272,7 +314,7 @@ impl Worker {
                 .bus
                 .send(run.view(run.job.state == JobState::RollingBack, None));
             let step_started = Instant::now();
-            let outcome = self.run_step(run, i, &step).await;
+            let outcome = self.apply(run, i, &step).await;
             self.metrics
                 .step_seconds
                 .get_or_create(&crate::metrics::StepLabel {
@@ -287,9 +329,9 @@ impl Worker {
                     ended = Some(i);
                 }
                 Err(e) => {
-                    tracing::warn!(job = run.job.id, step = %step.name(), error = %e, "step failed");
+                    tracing::warn!(job = run.job.id, step = %step.id(), error = %e, "step failed");
                     self.store
-                        .log(run.job.id, "error", format!("{} failed: {e}", step.name()))
+                        .log(run.job.id, "error", format!("{} failed: {e}", step.label()))
                         .await?;
                     self.mark(run, i, StepState::Failed, Some(e.0.clone()))
                         .await?;
@@ -402,7 +444,7 @@ impl Worker {
     }
 
     async fn fail(&self, run: &mut JobRun, step: &Step, e: StepError) -> Result<(), StoreError> {
-        let reason = format!("{}: {e}", step.name());
+        let reason = format!("{}: {e}", step.label());
         // A failed update is rolled back too: the new container goes, the old one keeps serving.
         if matches!(run.job.kind, JobKind::Create | JobKind::Update) {
             self.store
@@ -415,6 +457,10 @@ impl Worker {
                 .await?;
             run.job.state = JobState::RollingBack;
             run.job.error = Some(reason);
+            if run.budget == Some(0) {
+                // Driven one step at a time: the undo is the next call's.
+                return Ok(());
+            }
             return self.roll_back(run).await;
         }
         self.store
@@ -457,7 +503,7 @@ impl Worker {
 fn step_label(step: &Step) -> String {
     match step {
         Step::PostProvision(_) => "post-provision".into(),
-        other => other.name(),
+        other => other.label(),
     }
 }
 

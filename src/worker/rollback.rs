@@ -3,8 +3,9 @@
 //! with the reason and its quota is free. If Proxmox cannot be reached, the job
 //! stays `rolling_back` and is tried again later: nothing is left orphaned.
 
-use super::{JobRun, StepError, Worker};
-use crate::domain::lifecycle::{EnvState, JobKind, JobState, Step, StepState};
+use super::steps::data::UndoData;
+use super::{JobRun, Worker};
+use crate::domain::lifecycle::{EnvState, JobKind, JobState, StepState};
 use crate::progress::Outcome;
 use crate::store::StoreError;
 
@@ -15,13 +16,15 @@ impl Worker {
             .error
             .clone()
             .unwrap_or_else(|| "a step failed".into());
-        self.store
-            .log(
-                run.job.id,
-                "warn",
-                "rolling back what was created, in reverse order".into(),
-            )
-            .await?;
+        if !run.steps.iter().any(|s| s.state == StepState::Compensated) {
+            self.store
+                .log(
+                    run.job.id,
+                    "warn",
+                    "rolling back what was created, in reverse order".into(),
+                )
+                .await?;
+        }
         let mut left_behind: Vec<String> = Vec::new();
         let retry = self.config.worker.rollback_retry.as_secs().max(1) as i64;
         for i in (0..run.steps.len()).rev() {
@@ -31,32 +34,40 @@ impl Worker {
             ) {
                 continue;
             }
-            let Some(step) = Step::parse(&run.steps[i].name) else {
-                continue;
-            };
+            if run.budget == Some(0) {
+                // Driven one step at a time: the next call goes on from here.
+                return Ok(());
+            }
+            run.budget = run.budget.map(|b| b - 1);
+            let step = run.steps[i].step.clone();
             match self.compensate(run, i, &step).await {
                 Ok(()) => {
                     self.store
-                        .log(run.job.id, "info", format!("undid {}", step.name()))
+                        .log(run.job.id, "info", format!("undid {}", step.label()))
                         .await?;
                     self.mark(run, i, StepState::Compensated, run.steps[i].error.clone())
                         .await?;
                 }
                 Err(e) => {
-                    let tries = run.steps[i].data["undo_attempts"].as_u64().unwrap_or(0) + 1;
-                    run.steps[i].data["undo_attempts"] = tries.into();
-                    if tries < u64::from(self.config.worker.rollback_attempts) {
+                    let tries = run.data::<UndoData>(i)?.undo_attempts + 1;
+                    run.set_data(
+                        i,
+                        &UndoData {
+                            undo_attempts: tries,
+                        },
+                    );
+                    if tries < self.config.worker.rollback_attempts {
                         self.store
                             .log(
                                 run.job.id,
                                 "error",
                                 format!(
                                     "could not undo {} ({e}); trying again in {retry}s",
-                                    step.name()
+                                    step.label()
                                 ),
                             )
                             .await?;
-                        tracing::error!(job = run.job.id, step = %step.name(), error = %e, "rollback step failed; will retry");
+                        tracing::error!(job = run.job.id, step = %step.label(), error = %e, "rollback step failed; will retry");
                         self.checkpoint(run, i).await?;
                         self.store.defer(run.job.id, retry).await?;
                         return Ok(());
@@ -64,10 +75,10 @@ impl Worker {
                     // Not forever: a person has to look. Reconcile reports what is left.
                     let what = format!(
                         "{} could not be undone after {tries} tries ({e})",
-                        step.name()
+                        step.label()
                     );
                     self.store.log(run.job.id, "error", what.clone()).await?;
-                    tracing::error!(job = run.job.id, step = %step.name(), error = %e, "giving up on a rollback step");
+                    tracing::error!(job = run.job.id, step = %step.label(), error = %e, "giving up on a rollback step");
                     self.mark(run, i, StepState::Failed, Some(what.clone()))
                         .await?;
                     left_behind.push(what);
@@ -111,65 +122,6 @@ impl Worker {
             format!("{reason}. Its quota was released.")
         };
         let _ = self.bus.send(run.view(false, Some(Outcome::Failed(text))));
-        Ok(())
-    }
-
-    async fn compensate(&self, run: &mut JobRun, i: usize, step: &Step) -> Result<(), StepError> {
-        match step {
-            Step::AllocateIp => {
-                self.store.release_ips(run.env.id).await?;
-            }
-            Step::CreateContainer => {
-                if let Some(task) = super::steps::task_of(&run.steps[i].data, "task") {
-                    // A create still running after a restart must end before it can be undone.
-                    let _ = self
-                        .compute
-                        .wait(&task, self.config.proxmox.task_timeout)
-                        .await;
-                }
-                if run.env.vmid.is_some() {
-                    // Stop it first if a later step got as far as starting it.
-                    self.shut_down(run, i).await?;
-                    self.delete_container(run, i).await?;
-                }
-            }
-            Step::StartContainer if run.env.vmid.is_some() => {
-                self.shut_down(run, i).await?;
-            }
-            Step::AddHa => {
-                if let Some(vmid) = run.env.vmid {
-                    self.compute.ha_remove(vmid).await?;
-                }
-            }
-            Step::InitialSnapshot => {
-                if let Some(vmid) = run.env.vmid {
-                    if self.compute.config(&run.env.node, vmid).await?.is_some()
-                        && self
-                            .compute
-                            .snapshots(&run.env.node, vmid)
-                            .await?
-                            .iter()
-                            .any(|s| s == super::steps::INITIAL_SNAPSHOT)
-                    {
-                        let t = self
-                            .compute
-                            .delete_snapshot(&run.env.node, vmid, super::steps::INITIAL_SNAPSHOT)
-                            .await?;
-                        self.compute
-                            .wait(&t, self.config.proxmox.task_timeout)
-                            .await?;
-                    }
-                }
-            }
-            Step::PublishRoute | Step::RegisterDns | Step::AddMonitoring => {
-                self.unpublish_step(run, step).await?;
-            }
-            Step::CreateAppContainer | Step::SwitchRoute => {
-                self.undo_app_step(run, i, step).await?;
-            }
-            // Nothing outside the container to undo; it goes with the container.
-            _ => {}
-        }
         Ok(())
     }
 }

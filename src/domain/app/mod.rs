@@ -99,7 +99,7 @@ mod tests {
             let steps = plan(kind, opts);
             assert!(!steps.is_empty(), "an app's {kind} job has no steps");
             for step in steps {
-                assert_eq!(Step::parse(&step.name()), Some(step));
+                assert_eq!(Step::from_id(&step.id()), Some(step));
             }
         }
     }

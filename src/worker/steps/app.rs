@@ -5,6 +5,7 @@
 //! (`slipway-app-<app>-<job>`) and labelled, so a resumed step finds what it
 //! made before a crash; only containers with the app's labels are removed.
 
+use super::data::{AppContainerData, PullImageData, Serving, StartAppData, SwitchRouteData};
 use super::{JobRun, StepError, Worker};
 use crate::domain::app::{ImageRef, REDACTED};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
@@ -13,7 +14,6 @@ use crate::provider::docker::{
     LABEL_JOB, LABEL_OWNER, LABEL_REQUEST, LABEL_TEAM, OWNER,
 };
 use crate::store::apps::AppRecord;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -64,126 +64,153 @@ impl Worker {
         Ok(ImageRef::parse(&raw).map(|i| i.normalized()).unwrap_or(raw))
     }
 
-    fn step_data<'a>(run: &'a JobRun, step: &Step) -> Option<&'a Value> {
-        run.steps
-            .iter()
-            .find(|s| s.name == step.name())
-            .map(|s| &s.data)
+    /// The app and the Docker host it runs on.
+    async fn app_and_host(&self, run: &JobRun) -> Result<(AppRecord, Host), StepError> {
+        let app = self.app_of(run).await?;
+        let host = self.host_of(&app).await?;
+        Ok((app, host))
     }
 
-    pub(super) async fn app_step(
+    pub(super) async fn pull_image(
         &self,
         run: &mut JobRun,
         i: usize,
-        step: &Step,
     ) -> Result<StepState, StepError> {
-        let app = self.app_of(run).await?;
-        let host = self.host_of(&app).await?;
-        let c = &host.containers;
-        match step {
-            Step::PullImage => {
-                let image = Self::job_image(run, &app)?;
-                if c.image_present(&image).await? {
-                    run.steps[i].data["present"] = json!(true);
-                } else {
+        let (app, host) = self.app_and_host(run).await?;
+        let image = Self::job_image(run, &app)?;
+        if host.containers.image_present(&image).await? {
+            run.set_data(i, &PullImageData { present: true });
+        } else {
+            self.store
+                .log(
+                    run.job.id,
+                    "info",
+                    format!("pulling {image} on {}", host.key),
+                )
+                .await?;
+            host.containers.pull(&image).await.map_err(|e| {
+                StepError(format!(
+                    "could not pull {image}: {e}; check the reference and that the host can reach its registry"
+                ))
+            })?;
+        }
+        Ok(StepState::Done)
+    }
+
+    pub(super) async fn start_app_container(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<StepState, StepError> {
+        let (_, host) = self.app_and_host(run).await?;
+        let name = self.job_container(run)?;
+        host.containers.start(&name).await?;
+        let upstream = match host.network {
+            HostNetwork::Host { .. } => self.job_port(run)?,
+            HostNetwork::Bridge => host
+                .containers
+                .inspect(&name)
+                .await?
+                .and_then(|i| i.published_port)
+                .ok_or_else(|| StepError(format!("Docker published no port for {name}")))?,
+        };
+        run.set_data(
+            i,
+            &StartAppData {
+                upstream: Some(upstream),
+            },
+        );
+        Ok(StepState::Done)
+    }
+
+    /// `check_health`: the new container answers; a create's first container
+    /// serves as soon as it does.
+    pub(super) async fn check_new_container(
+        &self,
+        run: &mut JobRun,
+    ) -> Result<StepState, StepError> {
+        let (app, host) = self.app_and_host(run).await?;
+        let (name, port) = (self.job_container(run)?, self.job_upstream(run)?);
+        self.check_health(&app, &host, &name, port, "the new container")
+            .await?;
+        if run.job.kind == JobKind::Create {
+            let image = Self::job_image(run, &app)?;
+            self.store
+                .set_app_serving(run.env.id, name, port, image)
+                .await?;
+        }
+        Ok(StepState::Done)
+    }
+
+    pub(super) async fn remove_old_container(
+        &self,
+        run: &mut JobRun,
+    ) -> Result<StepState, StepError> {
+        let (_, host) = self.app_and_host(run).await?;
+        let previous = run
+            .output_of::<SwitchRouteData>(&Step::SwitchRoute)?
+            .and_then(|d| d.previous)
+            .and_then(|p| p.container);
+        if let Some(old) = previous {
+            // Requests in flight on the old container finish first.
+            tokio::time::sleep(self.docker.config.grace).await;
+            // Traffic has moved: a failure here must not roll the switch
+            // back onto a container that may be half gone.
+            match host
+                .containers
+                .remove(&old, self.docker.config.stop_timeout)
+                .await
+            {
+                Ok(()) => self.store.release_app_port(host.key.clone(), old).await?,
+                Err(e) => {
+                    tracing::warn!(job = run.job.id, container = %old, error = %e, "old container not removed");
                     self.store
                         .log(
                             run.job.id,
-                            "info",
-                            format!("pulling {image} on {}", host.key),
-                        )
-                        .await?;
-                    c.pull(&image).await.map_err(|e| {
-                        StepError(format!(
-                            "could not pull {image}: {e}; check the reference and that the host can reach its registry"
-                        ))
-                    })?;
-                }
-            }
-            Step::CreateAppContainer => self.create_app_container(run, i, &app, &host).await?,
-            Step::StartAppContainer => {
-                let name = self.job_container(run)?;
-                c.start(&name).await?;
-                let upstream = match host.network {
-                    HostNetwork::Host { .. } => self.job_port(run)?,
-                    HostNetwork::Bridge => c
-                        .inspect(&name)
-                        .await?
-                        .and_then(|i| i.published_port)
-                        .ok_or_else(|| {
-                        StepError(format!("Docker published no port for {name}"))
-                    })?,
-                };
-                run.steps[i].data["upstream"] = json!(upstream);
-            }
-            Step::CheckHealth => {
-                let (name, port) = (self.job_container(run)?, self.job_upstream(run)?);
-                self.check_health(&app, &host, &name, port, "the new container")
-                    .await?;
-                if run.job.kind == JobKind::Create {
-                    // The first container serves as soon as it is healthy.
-                    let image = Self::job_image(run, &app)?;
-                    self.store
-                        .set_app_serving(
-                            run.env.id,
-                            self.job_container(run)?,
-                            self.job_upstream(run)?,
-                            image,
+                            "warn",
+                            format!("could not remove the old container {old} ({e}); /app remove or `docker rm` clears it"),
                         )
                         .await?;
                 }
-            }
-            Step::SwitchRoute => self.switch_route(run, i, &app).await?,
-            Step::RemoveOldContainer => {
-                let previous = Self::step_data(run, &Step::SwitchRoute)
-                    .and_then(|d| d.get("previous"))
-                    .and_then(|p| p.get("container"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                if let Some(old) = previous {
-                    // Requests in flight on the old container finish first.
-                    tokio::time::sleep(self.docker.config.grace).await;
-                    // Traffic has moved: a failure here must not roll the switch
-                    // back onto a container that may be half gone.
-                    match c.remove(&old, self.docker.config.stop_timeout).await {
-                        Ok(()) => self.store.release_app_port(host.key.clone(), old).await?,
-                        Err(e) => {
-                            tracing::warn!(job = run.job.id, container = %old, error = %e, "old container not removed");
-                            self.store
-                                .log(
-                                    run.job.id,
-                                    "warn",
-                                    format!("could not remove the old container {old} ({e}); /app remove or `docker rm` clears it"),
-                                )
-                                .await?;
-                        }
-                    }
-                }
-                self.store.clear_next_image(run.env.id).await?;
-            }
-            Step::RestartApp => {
-                let name = self.serving_container(run, &app, &host).await?;
-                c.restart(&name, self.docker.config.stop_timeout).await?;
-                self.follow_port(run, &app, &host, &name).await?;
-            }
-            Step::StopApp => {
-                let name = self.serving_container(run, &app, &host).await?;
-                c.stop(&name, self.docker.config.stop_timeout).await?;
-            }
-            Step::StartApp => self.start_app(run, &app, &host).await?,
-            Step::RemoveAppContainers => {
-                let mine = [(LABEL_APP_ID, run.env.id.to_string())];
-                for found in c.list(&mine).await? {
-                    if found.labels.get(LABEL_OWNER).map(String::as_str) == Some(OWNER) {
-                        c.remove(&found.id, self.docker.config.stop_timeout).await?;
-                    }
-                }
-                self.store.release_app_ports(run.env.id).await?;
-            }
-            other => {
-                return Err(StepError(format!("{} is not an app step", other.name())));
             }
         }
+        self.store.clear_next_image(run.env.id).await?;
+        Ok(StepState::Done)
+    }
+
+    pub(super) async fn restart_app(&self, run: &mut JobRun) -> Result<StepState, StepError> {
+        let (app, host) = self.app_and_host(run).await?;
+        let name = self.serving_container(run, &app, &host).await?;
+        host.containers
+            .restart(&name, self.docker.config.stop_timeout)
+            .await?;
+        self.follow_port(run, &app, &host, &name).await?;
+        Ok(StepState::Done)
+    }
+
+    pub(super) async fn stop_app(&self, run: &mut JobRun) -> Result<StepState, StepError> {
+        let (app, host) = self.app_and_host(run).await?;
+        let name = self.serving_container(run, &app, &host).await?;
+        host.containers
+            .stop(&name, self.docker.config.stop_timeout)
+            .await?;
+        Ok(StepState::Done)
+    }
+
+    pub(super) async fn remove_app_containers(
+        &self,
+        run: &mut JobRun,
+    ) -> Result<StepState, StepError> {
+        let (_, host) = self.app_and_host(run).await?;
+        let mine = [(LABEL_APP_ID, run.env.id.to_string())];
+        for found in host.containers.list(&mine).await? {
+            if found.labels.get(LABEL_OWNER).map(String::as_str) == Some(OWNER) {
+                host.containers
+                    .remove(&found.id, self.docker.config.stop_timeout)
+                    .await?;
+            }
+        }
+        self.store.release_app_ports(run.env.id).await?;
         Ok(StepState::Done)
     }
 
@@ -192,30 +219,32 @@ impl Worker {
     }
 
     fn job_port(&self, run: &JobRun) -> Result<u16, StepError> {
-        Self::step_data(run, &Step::CreateAppContainer)
-            .and_then(|d| d.get("port"))
-            .and_then(Value::as_u64)
-            .map(|p| p as u16)
+        run.output_of::<AppContainerData>(&Step::CreateAppContainer)?
+            .and_then(|d| d.port)
             .ok_or_else(|| StepError("the new container's port was not recorded".into()))
     }
 
     fn job_upstream(&self, run: &JobRun) -> Result<u16, StepError> {
-        Self::step_data(run, &Step::StartAppContainer)
-            .and_then(|d| d.get("upstream"))
-            .and_then(Value::as_u64)
-            .map(|p| p as u16)
+        run.output_of::<StartAppData>(&Step::StartAppContainer)?
+            .and_then(|d| d.upstream)
             .ok_or_else(|| StepError("the new container's published port was not recorded".into()))
     }
 
-    async fn create_app_container(
+    pub(super) async fn create_app_container(
         &self,
         run: &mut JobRun,
         i: usize,
-        app: &AppRecord,
-        host: &Host,
-    ) -> Result<(), StepError> {
+    ) -> Result<StepState, StepError> {
+        let (app, host) = self.app_and_host(run).await?;
+        let (app, host) = (&app, &host);
         let name = self.job_container(run)?;
-        run.steps[i].data["container"] = json!(name);
+        run.set_data(
+            i,
+            &AppContainerData {
+                container: Some(name.clone()),
+                ..AppContainerData::default()
+            },
+        );
         let networking = match host.network {
             HostNetwork::Host { first, last } => {
                 let port = self
@@ -228,7 +257,13 @@ impl Worker {
                             host.key
                         ))
                     })?;
-                run.steps[i].data["port"] = json!(port);
+                run.set_data(
+                    i,
+                    &AppContainerData {
+                        port: Some(port),
+                        ..run.data(i)?
+                    },
+                );
                 Networking::Host { port }
             }
             HostNetwork::Bridge => Networking::Bridge {
@@ -240,7 +275,7 @@ impl Worker {
         if let Some(existing) = host.containers.inspect(&name).await? {
             if existing.labels.get(LABEL_APP_ID) == Some(&run.env.id.to_string()) {
                 // Created before a crash, before this step was marked done.
-                return Ok(());
+                return Ok(StepState::Done);
             }
             return Err(StepError(format!(
                 "a container called {name} exists and is not this app's; remove it by hand"
@@ -270,8 +305,14 @@ impl Worker {
             // Docker may quote the request back; never let a variable's value through.
             StepError(redact_values(&e.to_string(), app))
         })?;
-        run.steps[i].data["id"] = json!(id);
-        Ok(())
+        run.set_data(
+            i,
+            &AppContainerData {
+                id: Some(id),
+                ..run.data(i)?
+            },
+        );
+        Ok(StepState::Done)
     }
 
     /// GETs the health path of container `name` (reached on `port`) until it
@@ -384,12 +425,9 @@ impl Worker {
 
     /// `/app start`: starts the stopped serving container and waits until it is
     /// healthy. If it is not, it is stopped again, so the app stays as it was.
-    async fn start_app(
-        &self,
-        run: &mut JobRun,
-        app: &AppRecord,
-        host: &Host,
-    ) -> Result<(), StepError> {
+    pub(super) async fn start_app(&self, run: &mut JobRun) -> Result<StepState, StepError> {
+        let (app, host) = self.app_and_host(run).await?;
+        let (app, host) = (&app, &host);
         let name = self.serving_container(run, app, host).await?;
         host.containers.start(&name).await?;
         let port = self.follow_port(run, app, host, &name).await?;
@@ -397,7 +435,7 @@ impl Worker {
             .check_health(app, host, &name, port, "the container")
             .await
         else {
-            return Ok(());
+            return Ok(StepState::Done);
         };
         let stopped_again = host
             .containers
@@ -419,19 +457,24 @@ impl Worker {
 
     /// Moves traffic to the new container and records it as serving; the old
     /// one is remembered in the step's data so a rollback can move it back.
-    async fn switch_route(
+    pub(super) async fn switch_route(
         &self,
         run: &mut JobRun,
         i: usize,
-        app: &AppRecord,
-    ) -> Result<(), StepError> {
+    ) -> Result<StepState, StepError> {
+        let app = self.app_of(run).await?;
         let new = self.job_container(run)?;
-        if run.steps[i].data.get("previous").is_none() {
-            run.steps[i].data["previous"] = json!({
-                "container": app.container,
-                "port": app.upstream_port,
-                "image": app.image,
-            });
+        if run.data::<SwitchRouteData>(i)?.previous.is_none() {
+            run.set_data(
+                i,
+                &SwitchRouteData {
+                    previous: Some(Serving {
+                        container: app.container.clone(),
+                        port: app.upstream_port,
+                        image: app.image.clone(),
+                    }),
+                },
+            );
             self.checkpoint(run, i).await?;
         }
         let upstream = self.job_upstream(run)?;
@@ -440,7 +483,7 @@ impl Worker {
         self.store
             .set_app_serving(run.env.id, new, upstream, image)
             .await?;
-        Ok(())
+        Ok(StepState::Done)
     }
 
     /// Publishes the app's route to `upstream` if it has a domain and a router is configured.
@@ -448,55 +491,46 @@ impl Worker {
         if run.env.domain.is_none() || self.publishers.router.is_none() {
             return Ok(());
         }
-        run.app_port = Some(upstream);
-        let result = self.publish_step(run, &Step::PublishRoute).await;
-        run.app_port = None;
-        result.map(|_| ())
+        self.publish_route(run, Some(upstream)).await.map(drop)
     }
 
-    /// Undoes an app step (rollback of a failed deploy or update).
-    pub(super) async fn undo_app_step(
+    /// Undoes `create_app_container`: the new container goes, its port is free.
+    pub(super) async fn undo_create_app_container(
         &self,
         run: &mut JobRun,
-        i: usize,
-        step: &Step,
     ) -> Result<(), StepError> {
-        match step {
-            Step::CreateAppContainer => {
-                let app = self.app_of(run).await?;
-                let host = self.host_of(&app).await?;
-                let name = self.job_container(run)?;
-                host.containers
-                    .remove(&name, self.docker.config.stop_timeout)
-                    .await?;
-                self.store.release_app_port(host.key, name).await?;
-            }
-            Step::SwitchRoute => {
-                let Some(previous) = run.steps[i].data.get("previous").cloned() else {
-                    return Ok(());
-                };
-                let (Some(container), Some(port)) = (
-                    previous["container"].as_str(),
-                    previous["port"].as_u64().map(|p| p as u16),
-                ) else {
-                    return Ok(());
-                };
-                self.publish_app_route(run, port).await?;
-                let image = previous["image"].as_str().unwrap_or_default().to_string();
-                self.store
-                    .set_app_serving(run.env.id, container.to_string(), port, image)
-                    .await?;
-            }
-            _ => {}
-        }
+        let (_, host) = self.app_and_host(run).await?;
+        let name = self.job_container(run)?;
+        host.containers
+            .remove(&name, self.docker.config.stop_timeout)
+            .await?;
+        self.store.release_app_port(host.key, name).await?;
         Ok(())
     }
 
-    /// The port an app's route goes to: the one the step set, else the serving container's.
+    /// Undoes `switch_route`: traffic goes back to the container that served before.
+    pub(super) async fn undo_switch_route(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<(), StepError> {
+        let Some(Serving {
+            container: Some(container),
+            port: Some(port),
+            image,
+        }) = run.data::<SwitchRouteData>(i)?.previous
+        else {
+            return Ok(());
+        };
+        self.publish_app_route(run, port).await?;
+        self.store
+            .set_app_serving(run.env.id, container, port, image)
+            .await?;
+        Ok(())
+    }
+
+    /// The port an app's route goes to when no step names one: the serving container's.
     pub(super) async fn app_route_port(&self, run: &JobRun) -> Result<u16, StepError> {
-        if let Some(p) = run.app_port {
-            return Ok(p);
-        }
         self.app_of(run)
             .await?
             .upstream_port
@@ -504,7 +538,7 @@ impl Worker {
     }
 
     /// The line a finished app job ends with.
-    pub(super) async fn app_summary(&self, run: &JobRun) -> String {
+    pub(in crate::worker) async fn app_summary(&self, run: &JobRun) -> String {
         let Ok(app) = self.app_of(run).await else {
             return "done".into();
         };
@@ -531,7 +565,7 @@ impl Worker {
     }
 
     /// After an update's rollback: the old container kept serving; say so.
-    pub(super) async fn app_update_failed(&self, run: &JobRun, reason: &str) -> String {
+    pub(in crate::worker) async fn app_update_failed(&self, run: &JobRun, reason: &str) -> String {
         let _ = self.store.clear_next_image(run.env.id).await;
         let serving = self
             .app_of(run)

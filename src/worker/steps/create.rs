@@ -4,11 +4,11 @@
 //! itself — which first looks whether an earlier attempt already made the
 //! container (its task id saved, or a container with this environment's tag).
 
-use super::steps::{env_tag, task_of, team_tag, OWNER_TAG};
+use super::data::{AllocateIpData, CreateGuestData};
+use super::guest::{env_tag, team_tag, OWNER_TAG};
 use super::{JobRun, StepError, Worker};
 use crate::domain::lifecycle::StepState;
 use crate::provider::{ContainerSpec, ProviderError};
-use serde_json::json;
 use std::time::Duration;
 
 impl Worker {
@@ -40,7 +40,12 @@ impl Worker {
                 team.name, pool.first, pool.last
             )));
         };
-        run.steps[i].data["address"] = json!(addr);
+        run.set_data(
+            i,
+            &AllocateIpData {
+                address: Some(addr.clone()),
+            },
+        );
         self.store
             .set_address(run.env.id, Some(addr.clone()))
             .await?;
@@ -134,8 +139,10 @@ impl Worker {
                 Some(v) => (v, false),
                 None => (self.allocate_vmid(run, &skip).await?, true),
             };
-            run.steps[i].data["vmid"] = json!(vmid);
-            if let Some(task) = task_of(&run.steps[i].data, "task") {
+            let mut data: CreateGuestData = run.data(i)?;
+            data.vmid = Some(vmid);
+            run.set_data(i, &data);
+            if let Some(task) = data.task {
                 // A create was sent before (perhaps before a restart): wait for it.
                 self.compute.wait(&task, timeout).await?;
                 return Ok(StepState::Done);
@@ -192,7 +199,13 @@ impl Worker {
             let spec = self.spec(run, vmid)?;
             match self.compute.create(&spec).await {
                 Ok(task) => {
-                    run.steps[i].data["task"] = json!(task);
+                    run.set_data(
+                        i,
+                        &CreateGuestData {
+                            vmid: Some(vmid),
+                            task: Some(task.clone()),
+                        },
+                    );
                     self.checkpoint(run, i).await?;
                     self.compute.wait(&task, timeout).await?;
                     return Ok(StepState::Done);
@@ -217,6 +230,32 @@ impl Worker {
         Err(StepError(
             "gave up after 20 VMIDs were taken by others while trying".into(),
         ))
+    }
+
+    /// Undoes a create: a create still running after a restart ends first;
+    /// then the container is stopped (if a later step started it) and deleted.
+    pub(super) async fn undo_create_container(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+    ) -> Result<(), StepError> {
+        if let Some(task) = run.data::<CreateGuestData>(i)?.task {
+            let _ = self
+                .compute
+                .wait(&task, self.config.proxmox.task_timeout)
+                .await;
+        }
+        if run.env.vmid.is_some() {
+            self.shut_down(run, i).await?;
+            self.delete_container(run, i).await?;
+        }
+        Ok(())
+    }
+
+    /// Undoes `allocate_ip`: the address goes back to the team's pool.
+    pub(super) async fn undo_allocate_ip(&self, run: &mut JobRun) -> Result<(), StepError> {
+        self.store.release_ips(run.env.id).await?;
+        Ok(())
     }
 
     async fn clear_vmid(&self, run: &mut JobRun) -> Result<(), StepError> {

@@ -1,0 +1,156 @@
+//! The steps, one family a module: each holds a step's `apply` and its
+//! `compensate` side by side. The two dispatches below are exhaustive and have
+//! no wildcard arm, so a new step without a compensation does not compile; a
+//! step with nothing to undo says so in `compensate`.
+//!
+//! Every step is idempotent: it first looks whether its effect already exists
+//! (a container with this environment's tag, a running status, a snapshot by
+//! name, a task id saved before a crash) and only then acts.
+
+mod app;
+mod create;
+pub(crate) mod data;
+mod guest;
+mod provision;
+mod publish;
+
+pub use guest::{env_tag, OWNER_TAG};
+
+use super::{JobRun, StepError, Worker};
+use crate::domain::lifecycle::{Step, StepState};
+use crate::store::StoreError;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+impl Worker {
+    /// Does step `i` of the run.
+    pub(super) async fn apply(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        step: &Step,
+    ) -> Result<StepState, StepError> {
+        match step {
+            Step::AllocateIp => self.allocate_ip(run, i).await,
+            Step::CreateContainer => self.create_container(run, i).await,
+            Step::StartContainer | Step::Start => self.start_container(run, i).await,
+            Step::AwaitAddress => self.await_address(run).await,
+            Step::AddHa => self.add_ha(run).await,
+            Step::PostProvision(name) => self.post_provision(run, name).await,
+            Step::InitialSnapshot => self.initial_snapshot(run, i).await,
+            Step::MarkReady => self.mark_ready(run).await,
+            Step::RemoveHa => self.remove_ha(run).await,
+            Step::Shutdown | Step::Stop => self.shut_down(run, i).await,
+            Step::DeleteSnapshots => self.delete_snapshots(run).await,
+            Step::DeleteContainer => self.delete_container(run, i).await,
+            Step::ReleaseAllocations => self.release_allocations(run).await,
+            Step::PublishRoute => self.publish_route(run, None).await,
+            Step::RegisterDns => self.register_dns(run).await,
+            Step::AddMonitoring => self.add_monitoring(run).await,
+            Step::UnpublishRoute => self.unpublish_route(run).await,
+            Step::RemoveDns => self.remove_dns(run).await,
+            Step::RemoveMonitoring => self.remove_monitoring(run).await,
+            Step::PullImage => self.pull_image(run, i).await,
+            Step::CreateAppContainer => self.create_app_container(run, i).await,
+            Step::StartAppContainer => self.start_app_container(run, i).await,
+            Step::CheckHealth => self.check_new_container(run).await,
+            Step::SwitchRoute => self.switch_route(run, i).await,
+            Step::RemoveOldContainer => self.remove_old_container(run).await,
+            Step::RestartApp => self.restart_app(run).await,
+            Step::StopApp => self.stop_app(run).await,
+            Step::StartApp => self.start_app(run).await,
+            Step::RemoveAppContainers => self.remove_app_containers(run).await,
+        }
+    }
+
+    /// Undoes step `i` of a create or an update that failed later on.
+    pub(super) async fn compensate(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        step: &Step,
+    ) -> Result<(), StepError> {
+        match step {
+            Step::AllocateIp => self.undo_allocate_ip(run).await,
+            Step::CreateContainer => self.undo_create_container(run, i).await,
+            Step::StartContainer => self.undo_start_container(run, i).await,
+            Step::AddHa => self.undo_add_ha(run).await,
+            Step::InitialSnapshot => self.undo_initial_snapshot(run).await,
+            Step::PublishRoute => self.unpublish_route(run).await.map(drop),
+            Step::RegisterDns => self.remove_dns(run).await.map(drop),
+            Step::AddMonitoring => self.remove_monitoring(run).await.map(drop),
+            Step::CreateAppContainer => self.undo_create_app_container(run).await,
+            Step::SwitchRoute => self.undo_switch_route(run, i).await,
+            // What these did lives inside the guest or the app's container, and
+            // goes with it when the create's undo removes that.
+            Step::AwaitAddress
+            | Step::PostProvision(_)
+            | Step::MarkReady
+            | Step::PullImage
+            | Step::StartAppContainer
+            | Step::CheckHealth => Ok(()),
+            // Steps of jobs that do not roll back (destroy, stop, start, restart)
+            // or that come after an update's point of no return: a failure is
+            // reported and the job can be asked for again.
+            Step::RemoveHa
+            | Step::Shutdown
+            | Step::Stop
+            | Step::Start
+            | Step::DeleteSnapshots
+            | Step::DeleteContainer
+            | Step::ReleaseAllocations
+            | Step::UnpublishRoute
+            | Step::RemoveDns
+            | Step::RemoveMonitoring
+            | Step::RemoveOldContainer
+            | Step::RestartApp
+            | Step::StopApp
+            | Step::StartApp
+            | Step::RemoveAppContainers => Ok(()),
+        }
+    }
+}
+
+impl JobRun {
+    /// Step `i`'s journal data as `T`; data this release cannot read is
+    /// [`StoreError::Corrupt`] naming the job and the step.
+    pub(crate) fn data<T: DeserializeOwned>(&self, i: usize) -> Result<T, StoreError> {
+        let raw = &self.steps[i].data;
+        let value = match raw {
+            Value::Null => Value::Object(Default::default()),
+            other => other.clone(),
+        };
+        serde_json::from_value(value).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "job {}, step {} ({}): its data cannot be read ({e}): {raw}",
+                self.job.id,
+                i + 1,
+                self.steps[i].step.id()
+            ))
+        })
+    }
+
+    /// Writes `value`'s fields into step `i`'s journal data (the other fields
+    /// stay); `Worker::checkpoint` makes it durable.
+    pub(crate) fn set_data<T: Serialize>(&mut self, i: usize, value: &T) {
+        let Ok(Value::Object(fields)) = serde_json::to_value(value) else {
+            unreachable!("step data is a struct of plain fields");
+        };
+        match &mut self.steps[i].data {
+            Value::Object(map) => map.extend(fields),
+            other => *other = Value::Object(fields),
+        }
+    }
+
+    /// The data of this job's (first) step `step`, if the job has one: how a
+    /// step reads what an earlier step recorded.
+    pub(crate) fn output_of<T: DeserializeOwned>(
+        &self,
+        step: &Step,
+    ) -> Result<Option<T>, StoreError> {
+        match self.steps.iter().position(|s| &s.step == step) {
+            Some(i) => self.data(i).map(Some),
+            None => Ok(None),
+        }
+    }
+}
