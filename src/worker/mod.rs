@@ -52,24 +52,24 @@ impl From<StoreError> for StepError {
 
 /// Shared by every worker task.
 pub struct Worker {
-    pub store: Store,
-    pub compute: Arc<dyn Compute>,
-    pub config: Arc<Config>,
-    pub catalog: Arc<Catalog>,
-    pub bus: Bus,
-    pub wake: Arc<Notify>,
+    pub(crate) store: Store,
+    pub(crate) compute: Arc<dyn Compute>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) bus: Bus,
+    pub(crate) wake: Arc<Notify>,
     /// This process's instance id; each task's lease owner derives from it.
-    pub owner: String,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub clock: Arc<dyn crate::clock::Clock>,
+    pub(crate) owner: String,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     /// Wakes the scheduler when an environment's expiry was set.
-    pub schedule: Arc<Notify>,
+    pub(crate) schedule: Arc<Notify>,
     /// Routes, DNS and monitoring, as configured.
-    pub publishers: Arc<crate::provider::publish::Publishers>,
+    pub(crate) publishers: Arc<crate::provider::publish::Publishers>,
     /// Docker hosts for apps.
-    pub docker: Arc<crate::provider::docker::DockerHosts>,
+    pub(crate) docker: Arc<crate::provider::docker::DockerHosts>,
     /// The cluster's guest ids, shared by concurrent VMID allocations.
-    pub guest_ids: guest_ids::GuestIds,
+    pub(crate) guest_ids: guest_ids::GuestIds,
 }
 
 /// One job being worked on.
@@ -314,7 +314,7 @@ impl Worker {
                 .bus
                 .send(run.view(run.job.state == JobState::RollingBack, None));
             let step_started = Instant::now();
-            let outcome = self.apply(run, i, &step).await;
+            let outcome = self.cx().apply(run, i, &step).await;
             self.metrics
                 .step_seconds
                 .get_or_create(&crate::metrics::StepLabel {
@@ -374,19 +374,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Saves a step's data mid-step (a task id right after the POST).
-    pub(crate) async fn checkpoint(&self, run: &JobRun, i: usize) -> Result<(), StoreError> {
-        self.store
-            .update_step(
-                run.job.id,
-                run.steps[i].seq,
-                run.steps[i].state,
-                run.steps[i].data.clone(),
-                None,
-            )
-            .await
-    }
-
     async fn succeed(&self, run: &mut JobRun, ended: Option<usize>) -> Result<(), StoreError> {
         let env = self
             .store
@@ -394,7 +381,7 @@ impl Worker {
             .await?
             .unwrap_or_else(|| run.env.clone());
         let app_summary = if env.is_app() {
-            Some(self.app_summary(run).await)
+            Some(self.cx().app_summary(run).await)
         } else {
             None
         };
@@ -486,16 +473,19 @@ impl Worker {
         Ok(())
     }
 
-    pub(crate) fn profile(
-        &self,
-        run: &JobRun,
-    ) -> Result<&crate::catalog::profile::Profile, StepError> {
-        self.catalog.profile(&run.env.profile).ok_or_else(|| {
-            StepError(format!(
-                "profile {} is no longer in profiles/; restore it to finish this job",
-                run.env.profile
-            ))
-        })
+    /// What the steps may use of this worker.
+    fn cx(&self) -> steps::StepCx<'_> {
+        steps::StepCx {
+            store: &self.store,
+            compute: self.compute.as_ref(),
+            config: &self.config,
+            catalog: &self.catalog,
+            clock: self.clock.as_ref(),
+            schedule: &self.schedule,
+            publishers: &self.publishers,
+            docker: &self.docker,
+            guest_ids: &self.guest_ids,
+        }
     }
 }
 

@@ -40,7 +40,7 @@ impl Worker {
             }
             run.budget = run.budget.map(|b| b - 1);
             let step = run.steps[i].step.clone();
-            match self.compensate(run, i, &step).await {
+            match self.cx().compensate(run, i, &step).await {
                 Ok(()) => {
                     self.store
                         .log(run.job.id, "info", format!("undid {}", step.label()))
@@ -68,7 +68,7 @@ impl Worker {
                             )
                             .await?;
                         tracing::error!(job = run.job.id, step = %step.label(), error = %e, "rollback step failed; will retry");
-                        self.checkpoint(run, i).await?;
+                        self.cx().checkpoint(run, i).await?;
                         self.store.defer(run.job.id, retry).await?;
                         return Ok(());
                     }
@@ -91,7 +91,7 @@ impl Worker {
                 .set_job_state(run.job.id, JobState::RollingBack, JobState::Failed, None)
                 .await?;
             tracing::info!(job = run.job.id, app = %run.env.name, "update rolled back");
-            let text = self.app_update_failed(run, &reason).await;
+            let text = self.cx().app_update_failed(run, &reason).await;
             let _ = self.bus.send(run.view(false, Some(Outcome::Failed(text))));
             return Ok(());
         }

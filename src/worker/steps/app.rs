@@ -6,7 +6,7 @@
 //! made before a crash; only containers with the app's labels are removed.
 
 use super::data::{AppContainerData, PullImageData, Serving, StartAppData, SwitchRouteData};
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepCx, StepError};
 use crate::domain::app::{ImageRef, REDACTED};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::docker::{
@@ -29,7 +29,7 @@ fn container_name(app_id: i64, job_id: i64) -> String {
     format!("slipway-app-{app_id}-{job_id}")
 }
 
-impl Worker {
+impl StepCx<'_> {
     async fn app_of(&self, run: &JobRun) -> Result<AppRecord, StepError> {
         self.store
             .app(run.env.id)

@@ -6,12 +6,12 @@
 
 use super::data::{AllocateIpData, CreateGuestData};
 use super::guest::{env_tag, team_tag, OWNER_TAG};
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepCx, StepError};
 use crate::domain::lifecycle::StepState;
 use crate::provider::{ContainerSpec, ProviderError};
 use std::time::Duration;
 
-impl Worker {
+impl StepCx<'_> {
     pub(super) async fn allocate_ip(
         &self,
         run: &mut JobRun,
@@ -60,7 +60,7 @@ impl Worker {
             .config
             .team(&run.env.team)
             .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
-        let mut taken: Vec<u32> = self.guest_ids.get(self.compute.as_ref()).await?;
+        let mut taken: Vec<u32> = self.guest_ids.get(self.compute).await?;
         taken.extend_from_slice(skip);
         if let Some(vmid) = self
             .store

@@ -3,7 +3,7 @@
 //! each with its compensation beside it.
 
 use super::data::{DeleteGuestData, ShutdownData, TaskData};
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepCx, StepError};
 use crate::domain::lifecycle::{JobKind, StepState};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ pub(crate) fn team_tag(team: &str) -> String {
 
 pub const INITIAL_SNAPSHOT: &str = "slipway_initial";
 
-impl Worker {
+impl StepCx<'_> {
     /// Retries for one Proxmox write, as configured.
     pub(crate) fn backoff(&self) -> crate::worker::backoff::Backoff {
         crate::worker::backoff::Backoff::new(

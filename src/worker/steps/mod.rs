@@ -16,13 +16,56 @@ mod publish;
 
 pub use guest::{env_tag, OWNER_TAG};
 
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepError};
+use crate::catalog::profile::Profile;
+use crate::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::domain::lifecycle::{Step, StepState};
-use crate::store::StoreError;
+use crate::provider::docker::DockerHosts;
+use crate::provider::publish::Publishers;
+use crate::provider::Compute;
+use crate::store::{Store, StoreError};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
+use tokio::sync::Notify;
 
-impl Worker {
+/// What a step may use: the journal and the job's log (the store), the
+/// providers, the configuration and catalog, and the clock. Steps see nothing
+/// else of the worker; progress and leases stay the worker's.
+pub(crate) struct StepCx<'a> {
+    pub store: &'a Store,
+    pub compute: &'a dyn Compute,
+    pub config: &'a Config,
+    pub catalog: &'a Catalog,
+    pub clock: &'a dyn Clock,
+    /// Wakes the lifetime scheduler when an expiry was set.
+    pub schedule: &'a Notify,
+    pub publishers: &'a Publishers,
+    pub docker: &'a DockerHosts,
+    pub guest_ids: &'a super::guest_ids::GuestIds,
+}
+
+impl StepCx<'_> {
+    /// Saves step `i`'s data mid-step (a task id right after the POST), so a
+    /// step resumed after a crash finds what its earlier attempt sent.
+    pub(crate) async fn checkpoint(&self, run: &JobRun, i: usize) -> Result<(), StoreError> {
+        let s = &run.steps[i];
+        self.store
+            .update_step(run.job.id, s.seq, s.state, s.data.clone(), None)
+            .await
+    }
+
+    /// The environment's profile, which must still be in the catalog.
+    pub(crate) fn profile(&self, run: &JobRun) -> Result<&Profile, StepError> {
+        self.catalog.profile(&run.env.profile).ok_or_else(|| {
+            StepError(format!(
+                "profile {} is no longer in profiles/; restore it to finish this job",
+                run.env.profile
+            ))
+        })
+    }
+
     /// Does step `i` of the run.
     pub(super) async fn apply(
         &self,

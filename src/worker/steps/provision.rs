@@ -2,12 +2,12 @@
 //! values (and, for docker-host profiles, dockerd's certificate files, which
 //! live as long as the step). Nothing to undo: it changed only the guest.
 
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepCx, StepError};
 use crate::domain::lifecycle::StepState;
 use crate::provider::command::{self, StepValues};
 use crate::provider::docker::server_cert::{self, IssuedFiles};
 
-impl Worker {
+impl StepCx<'_> {
     pub(super) async fn post_provision(
         &self,
         run: &mut JobRun,

@@ -3,7 +3,7 @@
 //! compensation of each. Every call is idempotent, so a resumed or repeated
 //! step does no harm; everything is named after the environment's id or domain.
 
-use super::{JobRun, StepError, Worker};
+use super::{JobRun, StepCx, StepError};
 use crate::domain::domain_name::Domain;
 use crate::domain::lifecycle::StepState;
 use crate::domain::names::EnvName;
@@ -17,7 +17,7 @@ impl From<PublishError> for StepError {
     }
 }
 
-impl Worker {
+impl StepCx<'_> {
     fn domain(&self, run: &JobRun) -> Result<Option<Domain>, StepError> {
         let Some(raw) = run.env.domain.as_deref() else {
             return Ok(None);
