@@ -72,68 +72,8 @@ pub struct Guest {
     pub tags: Vec<String>,
 }
 
-/// Why a provider call failed. PVE's own wording is kept; no secret is ever part of it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ProviderError {
-    #[error("Proxmox answered {status}: {message}")]
-    Api { status: u16, message: String },
-    #[error("Proxmox task failed: {exit}{}", tail(.log_tail))]
-    Task { exit: String, log_tail: Vec<String> },
-    #[error("could not reach Proxmox: {0}")]
-    Network(String),
-    #[error("{0} did not finish within {1:?}")]
-    Timeout(String, Duration),
-    #[error("{0}")]
-    Other(String),
-}
-
-fn tail(lines: &[String]) -> String {
-    if lines.is_empty() {
-        String::new()
-    } else {
-        format!(" (log: {})", lines.join(" | "))
-    }
-}
-
-impl ProviderError {
-    /// PVE said the VMID is taken ("CT 102 already exists on node 'pve1'").
-    pub fn is_already_exists(&self) -> bool {
-        match self {
-            ProviderError::Api { message, .. } => message.contains("already exists"),
-            ProviderError::Task { exit, log_tail } => {
-                exit.contains("already exists")
-                    || log_tail.iter().any(|l| l.contains("already exists"))
-            }
-            _ => false,
-        }
-    }
-
-    /// The guest is not there (any more).
-    pub fn is_not_found(&self) -> bool {
-        match self {
-            ProviderError::Api { status, message } => {
-                *status == 404
-                    || message.contains("does not exist")
-                    || message.contains("no such")
-                    || message.contains("not found")
-            }
-            _ => false,
-        }
-    }
-
-    /// Worth trying again: the network, a proxy, a node or the cluster may recover.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            ProviderError::Network(_) | ProviderError::Timeout(..) => true,
-            ProviderError::Api { status, message } => {
-                matches!(status, 502..=504 | 595 | 596)
-                    || message.contains("got timeout")
-                    || message.contains("no quorum")
-            }
-            _ => false,
-        }
-    }
-}
+mod error;
+pub use error::{ErrorKind, ProviderError};
 
 /// Proxmox VE as the worker sees it.
 #[async_trait]

@@ -8,7 +8,7 @@ use super::data::{AllocateIpData, CreateGuestData};
 use super::guest::{env_tag, team_tag, OWNER_TAG};
 use super::{JobRun, StepCx, StepError};
 use crate::domain::lifecycle::StepState;
-use crate::provider::{ContainerSpec, ProviderError};
+use crate::provider::{ContainerSpec, ErrorKind};
 use std::time::Duration;
 
 impl StepCx<'_> {
@@ -157,7 +157,7 @@ impl StepCx<'_> {
             } else {
                 match self.compute.config(&run.env.node, vmid).await {
                     Ok(c) => c,
-                    Err(ProviderError::Api { status: 403, .. }) => None,
+                    Err(e) if e.kind() == ErrorKind::Forbidden => None,
                     Err(e) => return Err(e.into()),
                 }
             };

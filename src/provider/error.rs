@@ -1,0 +1,191 @@
+//! Why a provider call failed, and what that means for the caller.
+
+use std::time::Duration;
+
+/// Why a provider call failed. PVE's own wording is kept; no secret is ever part of it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("Proxmox answered {status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("Proxmox task failed: {exit}{}", tail(.log_tail))]
+    Task { exit: String, log_tail: Vec<String> },
+    #[error("could not reach Proxmox: {0}")]
+    Network(String),
+    #[error("{0} did not finish within {1:?}")]
+    Timeout(String, Duration),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(" (log: {})", lines.join(" | "))
+    }
+}
+
+/// What a provider error means for the caller, decided once here from PVE's
+/// status and wording, so callers match a kind instead of texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The network, a proxy, a node or the cluster may recover: try again.
+    Transient,
+    /// A config lock is held by another task (a backup, a snapshot): wait and try again.
+    Locked,
+    /// The id is taken ("CT 102 already exists on node 'pve1'").
+    AlreadyExists,
+    /// The guest or resource is not there (any more).
+    NotFound,
+    /// The token may not do this (403).
+    Forbidden,
+    /// Anything else: trying again will not help.
+    Fatal,
+}
+
+impl ProviderError {
+    /// The texts PVE's answer and, for a task, its log carry.
+    fn texts(&self) -> Vec<&str> {
+        match self {
+            ProviderError::Api { message, .. } => vec![message],
+            ProviderError::Task { exit, log_tail } => std::iter::once(exit.as_str())
+                .chain(log_tail.iter().map(String::as_str))
+                .collect(),
+            ProviderError::Network(m) | ProviderError::Other(m) => vec![m],
+            ProviderError::Timeout(what, _) => vec![what],
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        let says = |needle: &str| self.texts().iter().any(|t| t.contains(needle));
+        match self {
+            ProviderError::Network(_) | ProviderError::Timeout(..) => ErrorKind::Transient,
+            ProviderError::Other(_) => ErrorKind::Fatal,
+            ProviderError::Api { .. } | ProviderError::Task { .. } if says("already exists") => {
+                ErrorKind::AlreadyExists
+            }
+            ProviderError::Api { .. } | ProviderError::Task { .. }
+                if says("can't lock file") || says("got timeout") || says("is locked") =>
+            {
+                ErrorKind::Locked
+            }
+            ProviderError::Api {
+                status: 502..=504 | 595 | 596,
+                ..
+            } => ErrorKind::Transient,
+            ProviderError::Api { .. } if says("no quorum") => ErrorKind::Transient,
+            ProviderError::Api { status: 404, .. } => ErrorKind::NotFound,
+            ProviderError::Api { .. }
+                if says("does not exist") || says("no such") || says("not found") =>
+            {
+                ErrorKind::NotFound
+            }
+            ProviderError::Api { status: 403, .. } => ErrorKind::Forbidden,
+            ProviderError::Api { .. } | ProviderError::Task { .. } => ErrorKind::Fatal,
+        }
+    }
+
+    /// PVE said the VMID is taken ("CT 102 already exists on node 'pve1'").
+    pub fn is_already_exists(&self) -> bool {
+        self.kind() == ErrorKind::AlreadyExists
+    }
+
+    /// The guest is not there (any more).
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// Worth trying again: the network, a proxy, a node or the cluster may
+    /// recover, or a lock that an API call reported may be released. (A lock
+    /// that ended a task is reported by the task; it is not retried here.)
+    pub fn is_transient(&self) -> bool {
+        match self.kind() {
+            ErrorKind::Transient => true,
+            ErrorKind::Locked => matches!(self, ProviderError::Api { .. }),
+            ErrorKind::AlreadyExists
+            | ErrorKind::NotFound
+            | ErrorKind::Forbidden
+            | ErrorKind::Fatal => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, message: &str) -> ProviderError {
+        ProviderError::Api {
+            status,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn pves_answers_classify_themselves() {
+        let cases = [
+            (
+                api(500, "CT 102 already exists on node 'pve1'"),
+                ErrorKind::AlreadyExists,
+            ),
+            (
+                api(
+                    500,
+                    "can't lock file '/run/lock/lxc/pve-config-110.lock' - got timeout",
+                ),
+                ErrorKind::Locked,
+            ),
+            (api(500, "CT is locked (backup)"), ErrorKind::Locked),
+            (api(596, "Connection timed out"), ErrorKind::Transient),
+            (
+                api(500, "cluster not ready - no quorum?"),
+                ErrorKind::Transient,
+            ),
+            (api(404, "no such VM"), ErrorKind::NotFound),
+            (
+                api(
+                    500,
+                    "Configuration file 'nodes/pve1/lxc/7.conf' does not exist",
+                ),
+                ErrorKind::NotFound,
+            ),
+            (
+                api(403, "Permission check failed (/vms/7, VM.Allocate)"),
+                ErrorKind::Forbidden,
+            ),
+            (api(400, "parameter verification failed"), ErrorKind::Fatal),
+            (
+                ProviderError::Network("connection refused".into()),
+                ErrorKind::Transient,
+            ),
+            (
+                ProviderError::Task {
+                    exit: "can't lock file '/run/lock/lxc/pve-config-110.lock' - got timeout"
+                        .into(),
+                    log_tail: vec![],
+                },
+                ErrorKind::Locked,
+            ),
+            (
+                ProviderError::Task {
+                    exit: "unable to create CT 102".into(),
+                    log_tail: vec!["TASK ERROR: CT 102 already exists".into()],
+                },
+                ErrorKind::AlreadyExists,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn only_an_api_lock_is_retried_by_the_caller() {
+        assert!(api(500, "CT is locked (snapshot)").is_transient());
+        let in_task = ProviderError::Task {
+            exit: "CT is locked (snapshot)".into(),
+            log_tail: vec![],
+        };
+        assert!(!in_task.is_transient());
+    }
+}
