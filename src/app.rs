@@ -12,6 +12,7 @@ use crate::domain::team::Platform;
 use crate::metrics::Metrics;
 use crate::progress::{self, Bus};
 use crate::provider::proxmox::Proxmox;
+use crate::provider::ssh_identity::ProvisioningKey;
 use crate::provider::Compute;
 use crate::reconcile::Reconciler;
 use crate::scheduler::Scheduler;
@@ -49,6 +50,18 @@ pub struct App {
     sinks: std::sync::OnceLock<Sinks>,
     pub publishers: Arc<crate::provider::publish::Publishers>,
     pub docker: Arc<crate::provider::docker::DockerHosts>,
+    /// Slipway's own SSH key pair (in its data directory).
+    pub ssh_identity: Arc<ProvisioningKey>,
+}
+
+/// Slipway's data directory: where its database is.
+pub fn data_dir(config: &Config) -> std::path::PathBuf {
+    config
+        .database
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
 }
 
 /// Loads the catalog for a configuration, with every problem listed.
@@ -187,7 +200,10 @@ impl App {
         let publishers = crate::provider::publish::config::build(&config.publish)
             .map_err(|e| anyhow::anyhow!("publish: {e}"))?;
         let docker = crate::provider::docker::DockerHosts::new(config.docker.clone());
+        let ssh_identity = ProvisioningKey::load_or_create(&data_dir(&config))
+            .map_err(|e| anyhow::anyhow!("Slipway's provisioning key: {e}"))?;
         Ok(App {
+            ssh_identity: Arc::new(ssh_identity),
             publishers: Arc::new(publishers),
             docker: Arc::new(docker),
             config: Arc::new(config),
@@ -241,6 +257,7 @@ impl App {
             publishers: self.publishers.clone(),
             docker: self.docker.clone(),
             guest_ids: Default::default(),
+            ssh_identity: self.ssh_identity.clone(),
         })
     }
 

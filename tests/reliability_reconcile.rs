@@ -31,6 +31,7 @@ fn spec(vmid: u32, tags: &[&str]) -> ContainerSpec {
         tags: tags.iter().map(|t| t.to_string()).collect(),
         description: "made by hand".into(),
         pool: None,
+        ssh_public_keys: vec![],
     }
 }
 

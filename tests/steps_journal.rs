@@ -237,6 +237,8 @@ fn as_previous_release(db: &Path) {
         left, 0,
         "a step id is left that the previous release did not know"
     );
+    // What migrations after 8 added, the previous release did not have.
+    c.execute_batch("DROP TABLE IF EXISTS ssh_keys;").unwrap();
     c.pragma_update(None, "user_version", 8).unwrap();
 }
 

@@ -151,7 +151,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
     let lifetimes = runtime::lifetimes(&raw.lifetimes, f, problems);
     let reconcile = runtime::reconcile(&raw.reconcile, f, problems);
     let publish = crate::provider::publish::config::validate(raw.publish, base, f, problems);
-    let teams = teams::validate(&raw.teams, f, problems);
+    let teams = teams::validate(&raw.teams, base, f, problems);
     let discord = raw
         .discord
         .map(|d| crate::chat::discord::config::validate(d, base, f, problems));

@@ -6,10 +6,12 @@ use super::duration;
 use crate::catalog::Problem;
 use crate::domain::names::TeamName;
 use crate::domain::quota::Quota;
+use crate::domain::ssh_key::SshKey;
 use crate::domain::team::{IpPool, OverQuota, Platform, Team};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +28,11 @@ pub(super) struct RawTeam {
     over_quota: Option<String>,
     vmids: RawVmids,
     ip_pool: Option<RawPool>,
+    /// Public keys that may log in to every environment of the team.
+    #[serde(default)]
+    ssh_keys: Vec<String>,
+    /// A file of such keys, one per line (`authorized_keys` without options).
+    ssh_keys_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -57,10 +64,15 @@ struct RawPool {
 
 /// Validates every team, then checks that there is at least one and that no
 /// two share a name or VMIDs.
-pub(super) fn validate(raw: &[RawTeam], f: &str, problems: &mut Vec<Problem>) -> Vec<Team> {
+pub(super) fn validate(
+    raw: &[RawTeam],
+    base: &Path,
+    f: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<Team> {
     let teams = raw
         .iter()
-        .filter_map(|t| team(t, f, problems))
+        .filter_map(|t| team(t, base, f, problems))
         .collect::<Vec<_>>();
     if teams.is_empty() {
         problems.push(Problem::new(
@@ -93,7 +105,7 @@ fn bindings(
     out
 }
 
-fn team(t: &RawTeam, f: &str, problems: &mut Vec<Problem>) -> Option<Team> {
+fn team(t: &RawTeam, base: &Path, f: &str, problems: &mut Vec<Problem>) -> Option<Team> {
     let key = format!("teams.{}", t.name);
     let before = problems.len();
     let over_quota = match t.over_quota.as_deref() {
@@ -124,6 +136,7 @@ fn team(t: &RawTeam, f: &str, problems: &mut Vec<Problem>) -> Option<Team> {
     let ip_pool = t.ip_pool.as_ref().and_then(|p| pool(p, &key, f, problems));
     let members = bindings(&t.members, &format!("{key}.members"), f, problems);
     let admins = bindings(&t.admins, &format!("{key}.admins"), f, problems);
+    let ssh_keys = ssh_keys(t, base, &key, f, problems);
     (problems.len() == before).then(|| Team {
         name: TeamName(t.name.clone()),
         members,
@@ -138,7 +151,54 @@ fn team(t: &RawTeam, f: &str, problems: &mut Vec<Problem>) -> Option<Team> {
         over_quota,
         vmids: (t.vmids.first, t.vmids.last),
         ip_pool,
+        ssh_keys,
     })
+}
+
+/// The team's keys from `ssh_keys` and `ssh_keys_file`, each checked as
+/// `/keys add` checks a person's (blank lines and `#` comments skipped in the file).
+fn ssh_keys(
+    t: &RawTeam,
+    base: &Path,
+    key: &str,
+    f: &str,
+    problems: &mut Vec<Problem>,
+) -> Vec<SshKey> {
+    let mut lines: Vec<(String, String)> = t
+        .ssh_keys
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (format!("{key}.ssh_keys[{i}]"), l.clone()))
+        .collect();
+    if let Some(file) = &t.ssh_keys_file {
+        let path = base.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => lines.extend(
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                    .map(|(n, l)| {
+                        (
+                            format!("{key}.ssh_keys_file {}:{}", path.display(), n + 1),
+                            l.to_string(),
+                        )
+                    }),
+            ),
+            Err(e) => problems.push(Problem::new(
+                f,
+                format!("{key}.ssh_keys_file: cannot read {} ({e})", path.display()),
+            )),
+        }
+    }
+    let mut keys: Vec<SshKey> = Vec::new();
+    for (place, line) in lines {
+        match SshKey::parse(&line) {
+            Ok(k) if keys.iter().any(|x| x.fingerprint == k.fingerprint) => {}
+            Ok(k) => keys.push(k),
+            Err(e) => problems.push(Problem::new(f, format!("{place}: {e}"))),
+        }
+    }
+    keys
 }
 
 fn pool(p: &RawPool, key: &str, f: &str, problems: &mut Vec<Problem>) -> Option<IpPool> {

@@ -8,5 +8,6 @@ pub mod lifetime;
 pub mod names;
 pub mod policy;
 pub mod quota;
+pub mod ssh_key;
 pub mod step;
 pub mod team;

@@ -100,6 +100,8 @@ pub struct Team {
     /// Inclusive VMID range the team's containers are created in.
     pub vmids: (u32, u32),
     pub ip_pool: Option<IpPool>,
+    /// Public keys that may log in to every environment of the team.
+    pub ssh_keys: Vec<super::ssh_key::SshKey>,
 }
 
 impl Team {
@@ -138,6 +140,7 @@ mod tests {
             over_quota: OverQuota::Approval,
             vmids: (200, 299),
             ip_pool: None,
+            ssh_keys: Vec::new(),
         }
     }
 

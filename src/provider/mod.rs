@@ -40,6 +40,8 @@ pub struct ContainerSpec {
     pub description: String,
     /// The resource pool the container joins.
     pub pool: Option<String>,
+    /// OpenSSH public-key lines root's `authorized_keys` starts with.
+    pub ssh_public_keys: Vec<String>,
 }
 
 /// A container's stored configuration, as far as Slipway needs it.
@@ -73,6 +75,7 @@ pub struct Guest {
 }
 
 mod error;
+pub mod ssh_identity;
 pub use error::{ErrorKind, ProviderError};
 
 /// Proxmox VE as the worker sees it.

@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod lifetimes;
 pub mod reconcile;
 pub mod runs;
+pub mod ssh_keys;
 mod thread;
 
 use rusqlite::Connection;
@@ -43,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0007_app_reconcile.sql"),
     include_str!("../../migrations/0008_hot_indexes.sql"),
     include_str!("../../migrations/0009_step_ids.sql"),
+    include_str!("../../migrations/0010_ssh_keys.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {

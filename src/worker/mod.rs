@@ -70,6 +70,8 @@ pub struct Worker {
     pub(crate) docker: Arc<crate::provider::docker::DockerHosts>,
     /// The cluster's guest ids, shared by concurrent VMID allocations.
     pub(crate) guest_ids: guest_ids::GuestIds,
+    /// Slipway's own SSH key pair.
+    pub(crate) ssh_identity: Arc<crate::provider::ssh_identity::ProvisioningKey>,
 }
 
 /// One job being worked on.
@@ -485,6 +487,7 @@ impl Worker {
             publishers: &self.publishers,
             docker: &self.docker,
             guest_ids: &self.guest_ids,
+            ssh_identity: &self.ssh_identity,
         }
     }
 }

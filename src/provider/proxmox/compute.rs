@@ -92,6 +92,10 @@ impl Compute for Proxmox {
         if !s.features.is_empty() {
             form.push(("features", s.features.join(",")));
         }
+        if !s.ssh_public_keys.is_empty() {
+            // PVE: one key per line, OpenSSH format.
+            form.push(("ssh-public-keys", s.ssh_public_keys.join("\n")));
+        }
         self.task(Method::POST, &s.node, &["nodes", &s.node, "lxc"], &form)
             .await
     }

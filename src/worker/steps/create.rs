@@ -76,6 +76,24 @@ impl StepCx<'_> {
         )))
     }
 
+    /// The keys that may log in as root: the owner's (`/keys add`), the
+    /// team's (configuration) and Slipway's own provisioning key.
+    async fn login_keys(&self, run: &JobRun) -> Result<Vec<String>, StepError> {
+        let mut keys: Vec<String> = self
+            .store
+            .ssh_keys(run.env.owner.clone())
+            .await?
+            .into_iter()
+            .map(|k| k.line)
+            .collect();
+        if let Some(team) = self.config.team(&run.env.team) {
+            keys.extend(team.ssh_keys.iter().map(|k| k.line.clone()));
+        }
+        keys.push(self.ssh_identity.public_line.clone());
+        keys.dedup();
+        Ok(keys)
+    }
+
     fn spec(&self, run: &JobRun, vmid: u32) -> Result<ContainerSpec, StepError> {
         let p = self.profile(run)?;
         let team = self.config.team(&run.env.team);
@@ -117,6 +135,7 @@ impl StepCx<'_> {
             net0,
             tags: vec![OWNER_TAG.into(), env_tag(run.env.id), team_tag(&run.env.team)],
             pool: self.config.proxmox.pool.clone(),
+            ssh_public_keys: Vec::new(),
             description: format!(
                 "Managed by Slipway: environment {} (id {}), team {}, profile {}. Do not edit by hand.",
                 run.env.name, run.env.id, run.env.team, run.env.profile
@@ -196,7 +215,10 @@ impl StepCx<'_> {
                 }
                 None => {}
             }
-            let spec = self.spec(run, vmid)?;
+            let spec = ContainerSpec {
+                ssh_public_keys: self.login_keys(run).await?,
+                ..self.spec(run, vmid)?
+            };
             match self.compute.create(&spec).await {
                 Ok(task) => {
                     run.set_data(

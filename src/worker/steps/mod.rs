@@ -44,6 +44,8 @@ pub(crate) struct StepCx<'a> {
     pub publishers: &'a Publishers,
     pub docker: &'a DockerHosts,
     pub guest_ids: &'a super::guest_ids::GuestIds,
+    /// Slipway's own key: in every guest it creates, used to provision it.
+    pub ssh_identity: &'a crate::provider::ssh_identity::ProvisioningKey,
 }
 
 impl StepCx<'_> {
