@@ -142,6 +142,9 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
         "app.start",
         "app.update",
         "app.remove",
+        "keys.add",
+        "keys.list",
+        "keys.remove",
     ];
     for c in catalog.commands() {
         if !known.contains(&c.action.as_str()) {

@@ -94,3 +94,101 @@ async fn a_bad_team_key_is_a_configuration_problem_naming_it() {
     );
     assert!(text.contains("2048 bits"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_key_is_added_listed_used_at_create_and_removed() {
+    let t = TestEnv::new(Opts {
+        provision: false,
+        ..Opts::default()
+    });
+    let s = t.start();
+    let key = fixture("k_ed25519.pub");
+    let fingerprint = fixture("k_ed25519.fingerprint");
+
+    // Without a key, the create's answer says how to add one.
+    let first = s
+        .say("bob", "/env create profile:generic-service name:nokey")
+        .await;
+    assert!(first.text.contains("/keys add"), "{}", first.text);
+    s.finished(job_of(&first)).await;
+
+    let added = s.say("bob", &format!("/keys add key:\"{key}\"")).await;
+    assert!(added.private, "the answer is for bob only");
+    assert!(
+        added.text.contains(&fingerprint) && added.text.contains("ed25519"),
+        "{}",
+        added.text
+    );
+    let again = s.say("bob", &format!("/keys add key:\"{key}\"")).await;
+    assert!(again.text.contains("already"), "{}", again.text);
+    let list = s.say("bob", "/keys list").await;
+    assert!(list.text.contains(&fingerprint), "{}", list.text);
+    assert!(list.text.contains("(1)"), "one key, not two: {}", list.text);
+    let carols = s.say("carol", "/keys list").await;
+    assert!(carols.text.contains("no SSH key"), "{}", carols.text);
+
+    let second = s
+        .say("bob", "/env create profile:generic-service name:withkey")
+        .await;
+    assert!(!second.text.contains("/keys add"), "{}", second.text);
+    assert_eq!(s.finished(job_of(&second)).await.state, JobState::Succeeded);
+    let sent = sent_keys(&t).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[0].lines().count(),
+        1,
+        "only Slipway's key: {}",
+        sent[0]
+    );
+    assert_eq!(
+        sent[1].lines().next(),
+        Some(key.as_str()),
+        "bob's key first"
+    );
+
+    let removed = s
+        .say("bob", &format!("/keys remove key:{fingerprint}"))
+        .await;
+    assert!(removed.text.contains("Removed"), "{}", removed.text);
+    let gone = s.say("bob", "/keys list").await;
+    assert!(gone.text.contains("no SSH key"), "{}", gone.text);
+    let twice = s
+        .say("bob", &format!("/keys remove key:{fingerprint}"))
+        .await;
+    assert!(twice.text.contains("you have no key"), "{}", twice.text);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_keys_are_refused_with_a_reason_and_nothing_is_stored() {
+    let t = TestEnv::new(Opts::default());
+    let s = t.start();
+    let ed = fixture("k_ed25519.pub");
+    let ec = fixture("k_ecdsab256.pub");
+    let cases = [
+        (fixture("k_dsa.pub"), "DSA"),
+        (fixture("k_rsab2048.pub"), "2048 bits"),
+        (format!("command=\\\"/bin/sh\\\" {ed}"), "options"),
+        (format!("{ed} {ec}"), "2 keys"),
+        ("not a key at all".to_string(), "not an OpenSSH public key"),
+    ];
+    for (key, reason) in cases {
+        let reply = s.say("bob", &format!("/keys add key:\"{key}\"")).await;
+        assert!(reply.private);
+        assert!(reply.text.contains(reason), "{key}: {}", reply.text);
+    }
+    // A private key pasted by mistake: not stored, called exposed, not quoted back.
+    let private = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAB -----END OPENSSH PRIVATE KEY-----";
+    let reply = s.say("bob", &format!("/keys add key:\"{private}\"")).await;
+    assert!(reply.text.contains("exposed"), "{}", reply.text);
+    assert!(!reply.text.contains("b3BlbnNz"), "{}", reply.text);
+    let stored = s.count("SELECT COUNT(*) FROM ssh_keys").await;
+    assert_eq!(stored, 0, "nothing was stored");
+    let audit = s
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE detail LIKE '%b3BlbnNz%' OR target LIKE '%b3BlbnNz%'",
+        )
+        .await;
+    assert_eq!(audit, 0, "the private key is not in the audit log");
+    s.stop().await;
+}

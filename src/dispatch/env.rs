@@ -195,6 +195,12 @@ impl Dispatcher {
             "cores": req.resources.cores, "memory_mb": req.resources.memory_mb, "disk_gb": req.resources.disk_gb,
             "ttl": render::duration(req.ttl),
         });
+        // Told with the answer, so a person without a key learns how to log in.
+        let key_hint = if self.store.ssh_keys(call.actor().key()).await?.is_empty() {
+            format!("\n{}", render::NO_KEYS)
+        } else {
+            String::new()
+        };
         Ok(match submitted {
             Submitted::Queued { job_id, check, .. } => {
                 self.wake.notify_waiters();
@@ -203,7 +209,7 @@ impl Dispatcher {
                 ctx["quota"] = json!(render::quota_change(&check));
                 let text = render::template(Some(call.spec), "queued", &ctx).unwrap_or_else(|| {
                     format!("🚀 Creating {} ({}) as job {job_id}. Quota: {}", req.name, req.profile.name, render::quota_change(&check))
-                });
+                }) + key_hint.as_str();
                 Reply { text, job: Some(job_id), ..Reply::default() }
             }
             Submitted::Pending { approval_id, reason, check, .. } => {
@@ -217,7 +223,7 @@ impl Dispatcher {
                         req.name,
                         reason.describe()
                     )
-                });
+                }) + key_hint.as_str();
                 Reply { text, approval: Some(approval_id), ..Reply::default() }
             }
             Submitted::Denied { reason } => Reply::private(format!("⛔ {} was not created: {reason}", req.name)),

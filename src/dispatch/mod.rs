@@ -7,6 +7,7 @@
 mod admin;
 mod app;
 mod env;
+mod keys;
 mod lifetime;
 
 use crate::catalog::command::{CommandSpec, Invocation, Permission};
@@ -218,6 +219,9 @@ impl Dispatcher {
             "job" => self.job(call).await,
             "approval.approve" => self.approve(call).await,
             "approval.deny" => self.deny(call).await,
+            "keys.add" => self.keys_add(call).await,
+            "keys.list" => self.keys_list(call).await,
+            "keys.remove" => self.keys_remove(call).await,
             other => Ok(Reply::private(format!(
                 "⚠️ {} is defined in {} with action '{other}', which this Slipway does not know; fix the command file",
                 call.spec.display_path(),

@@ -42,7 +42,16 @@ const EPHEMERAL: u64 = 1 << 6;
 
 /// Commands whose reply is for the caller only: their deferred answer is ephemeral.
 const PRIVATE_ACTIONS: &[&str] = &[
-    "help", "profiles", "env.list", "env.info", "quota", "jobs", "job",
+    "help",
+    "profiles",
+    "env.list",
+    "env.info",
+    "quota",
+    "jobs",
+    "job",
+    "keys.add",
+    "keys.list",
+    "keys.remove",
 ];
 
 /// The running Discord adapter.
