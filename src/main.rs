@@ -5,6 +5,7 @@ use slipway::app::{self, App};
 use slipway::chat::console::{self, ConsoleSink};
 use slipway::chat::matrix::MatrixAdapter;
 use slipway::config::Config;
+use slipway::provider::ssh_identity::ProvisioningKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +51,25 @@ enum Command {
     Discord {
         #[command(subcommand)]
         command: DiscordCommand,
+    },
+    /// Slipway's own SSH key (in its data directory, beside the database).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print the public key new environments trust (made if there is none).
+    Show {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
+    },
+    /// Make a new key pair. Environments created before keep trusting the old key.
+    Rotate {
+        #[arg(long, short, default_value = "slipway.toml")]
+        config: PathBuf,
     },
 }
 
@@ -122,6 +142,7 @@ fn main() -> ExitCode {
             Command::Discord {
                 command: DiscordCommand::SyncCommands { config, guild },
             } => sync_commands(&config, guild).await,
+            Command::Keys { command } => keys_cmd(command),
         }
     })
 }
@@ -166,6 +187,40 @@ fn migrate(path: &Path) -> ExitCode {
         }
         Err(e) => {
             eprintln!("slipway: cannot migrate {}: {e}", config.database.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn keys_cmd(command: KeysCommand) -> ExitCode {
+    let (path, rotate) = match &command {
+        KeysCommand::Show { config } => (config, false),
+        KeysCommand::Rotate { config } => (config, true),
+    };
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let dir = app::data_dir(&config);
+    let key = if rotate {
+        ProvisioningKey::create(&dir)
+    } else {
+        ProvisioningKey::load_or_create(&dir)
+    };
+    match key {
+        Ok(k) => {
+            if rotate {
+                eprintln!(
+                    "slipway: made a new provisioning key {} in {}; environments created before keep trusting the old one",
+                    k.fingerprint,
+                    k.private_file.display()
+                );
+            }
+            println!("{}", k.public_line);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("slipway: Slipway's provisioning key: {e}");
             ExitCode::from(1)
         }
     }

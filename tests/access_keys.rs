@@ -192,3 +192,27 @@ async fn bad_keys_are_refused_with_a_reason_and_nothing_is_stored() {
     assert_eq!(audit, 0, "the private key is not in the audit log");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slipway_keys_show_and_rotate_print_the_public_key() {
+    let t = TestEnv::new(Opts::default());
+    let shown = t.slipway(&["keys", "show"], "");
+    assert!(shown.status.success());
+    let first = String::from_utf8_lossy(&shown.stdout).trim().to_string();
+    assert!(first.starts_with("ssh-ed25519 "), "{first}");
+    let again = t.slipway(&["keys", "show"], "");
+    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), first, "kept");
+    let rotated = t.slipway(&["keys", "rotate"], "");
+    assert!(rotated.status.success());
+    let second = String::from_utf8_lossy(&rotated.stdout).trim().to_string();
+    assert!(second.starts_with("ssh-ed25519 ") && second != first);
+    let private = std::fs::read_to_string(t.dir.path().join("slipway_ed25519")).unwrap();
+    for out in [&shown, &again, &rotated] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains(private.lines().nth(1).unwrap()), "{all}");
+    }
+}
