@@ -71,16 +71,22 @@ impl Scheduler {
     }
 
     async fn tear_down_expired(&self, now: i64, grace: i64) -> Result<(), StoreError> {
-        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];
-        for env in self.store.expired(now, grace).await? {
+        // Destroying too: a teardown that failed is tried again (a few times).
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
+        for (env, failed) in self.store.expired(now, grace).await? {
             self.store.skip_env_reminders(env.id).await?;
             let job = NewJob {
                 kind: JobKind::Destroy,
-                // One teardown per expiry, however often this runs.
+                // One teardown per expiry and try, however often this runs.
                 idempotency_key: format!(
-                    "expiry:{}:{}",
+                    "expiry:{}:{}{}",
                     env.id,
-                    env.expires_at.unwrap_or_default()
+                    env.expires_at.unwrap_or_default(),
+                    if failed > 0 {
+                        format!(":retry{failed}")
+                    } else {
+                        String::new()
+                    }
                 ),
                 requested_by: "slipway:lifetimes".into(),
                 reply_to: env.announce_to_or_default(),
@@ -94,12 +100,23 @@ impl Scheduler {
                 Enqueued::Queued(job_id) => {
                     tracing::info!(env = %env.name, job = job_id, "lifetime over: tearing down");
                     self.workers.notify_waiters();
-                    let text = format!(
-                        "⌛ @{} {} expired {}; tearing it down now (job {job_id}).",
-                        env.owner_display,
-                        env.name,
-                        render::relative(env.expires_at, now)
-                    );
+                    let text = if failed > 0 {
+                        format!(
+                            "⌛ @{} {} expired {} and its teardown failed; trying again (job {job_id}, try {} of {}).",
+                            env.owner_display,
+                            env.name,
+                            render::relative(env.expires_at, now),
+                            failed + 1,
+                            crate::store::lifetimes::TEARDOWN_TRIES
+                        )
+                    } else {
+                        format!(
+                            "⌛ @{} {} expired {}; tearing it down now (job {job_id}).",
+                            env.owner_display,
+                            env.name,
+                            render::relative(env.expires_at, now)
+                        )
+                    };
                     let a = Announcement {
                         text,
                         env_id: env.id,

@@ -170,7 +170,19 @@ pub fn env_line(e: &EnvRecord, now: i64) -> String {
             .map(|d| format!(", https://{d}"))
             .unwrap_or_default(),
         expiry(e, now)
-    )
+    ) + destroy_failed(e).as_str()
+}
+
+/// "; the last destroy failed: …" while a failed destroy leaves it destroying.
+fn destroy_failed(e: &EnvRecord) -> String {
+    match e.reason.as_deref() {
+        Some(r)
+            if e.state == EnvState::Destroying && r.starts_with(crate::worker::DESTROY_FAILED) =>
+        {
+            format!("\n  ⚠️ {r}. /env destroy name:{} tries again", e.name)
+        }
+        _ => String::new(),
+    }
 }
 
 /// Why a lifecycle job was not queued, in the user's words (None: it was).

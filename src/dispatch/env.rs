@@ -346,7 +346,8 @@ impl Dispatcher {
         let actor = call.actor();
         const READY: &[EnvState] = &[EnvState::Ready];
         const STOPPED: &[EnvState] = &[EnvState::Stopped];
-        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped];
+        // Destroying too: a destroy that failed can be asked for again.
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         let (kind, from, to): (JobKind, &'static [EnvState], Option<EnvState>) =
             match call.spec.action.as_str() {
                 "env.start" => (JobKind::Start, STOPPED, None),

@@ -20,6 +20,10 @@ pub struct DueReminder {
 
 const LIVE: &str = "('ready', 'stopped')";
 
+/// How often the scheduler tries an expired environment's teardown before a
+/// person has to look (`/env list` says the last destroy failed and why).
+pub const TEARDOWN_TRIES: i64 = 4;
+
 impl Store {
     /// Replaces the environment's scheduled reminders with `schedule` (offset, due_at).
     pub async fn schedule_reminders(
@@ -111,20 +115,32 @@ impl Store {
         .await
     }
 
-    /// Live environments whose expiry plus `grace` has passed.
-    pub async fn expired(&self, now: i64, grace: i64) -> Result<Vec<EnvRecord>, StoreError> {
-        let ids: Vec<i64> = self
+    /// Environments whose expiry plus `grace` has passed: live ones, and
+    /// ones whose teardown failed (no job runs for them) fewer than
+    /// [`TEARDOWN_TRIES`] times, with how often it failed.
+    pub async fn expired(&self, now: i64, grace: i64) -> Result<Vec<(EnvRecord, i64)>, StoreError> {
+        let ids: Vec<(i64, i64)> = self
             .call(move |c| {
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT id FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL AND expires_at <= ?1 - ?2 ORDER BY expires_at"
+                    "SELECT id, 0 FROM environments WHERE state IN {LIVE} AND expires_at IS NOT NULL AND expires_at <= ?1 - ?2
+                     UNION ALL
+                     SELECT e.id, (SELECT COUNT(*) FROM jobs j WHERE j.env_id = e.id AND j.kind = 'destroy' AND j.state = 'failed') AS failed
+                     FROM environments e
+                     WHERE e.state = 'destroying' AND e.expires_at IS NOT NULL AND e.expires_at <= ?1 - ?2
+                       AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.env_id = e.id AND j.state IN ('queued', 'running', 'rolling_back'))
+                       AND failed BETWEEN 1 AND ?3 - 1"
                 ))?;
-                let rows = stmt.query_map(params![now, grace], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+                let rows = stmt
+                    .query_map(params![now, grace, TEARDOWN_TRIES], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(i64, i64)>, _>>()?;
                 Ok(rows)
             })
             .await?;
         let mut out = Vec::new();
-        for id in ids {
-            out.extend(self.env(id).await?);
+        for (id, failed) in ids {
+            if let Some(env) = self.env(id).await? {
+                out.push((env, failed));
+            }
         }
         Ok(out)
     }

@@ -24,6 +24,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How an environment's reason starts after its destroy failed.
+pub const DESTROY_FAILED: &str = "the last destroy failed: ";
+
 /// What one [`Worker::step_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stepped {
@@ -461,6 +464,15 @@ impl Worker {
             )
             .await?;
         if run.job.kind == JobKind::Destroy {
+            // Said by /env list and /env info until a destroy ends well.
+            self.store
+                .set_env_state(
+                    run.env.id,
+                    &[EnvState::Destroying],
+                    EnvState::Destroying,
+                    Some(format!("{DESTROY_FAILED}{reason}")),
+                )
+                .await?;
             self.store
                 .log(
                     run.job.id,
