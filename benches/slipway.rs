@@ -8,9 +8,9 @@
 
 #[path = "slipway/channel.rs"]
 mod channel;
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
-#[path = "../tests/discord_support/mod.rs"]
+#[path = "../tests/it/discord_support/mod.rs"]
 mod discord_support;
 #[path = "slipway/gateway.rs"]
 mod gateway;
@@ -18,7 +18,7 @@ mod gateway;
 mod idle;
 #[path = "slipway/interactions.rs"]
 mod interactions;
-#[path = "../tests/matrix_support/mod.rs"]
+#[path = "../tests/it/matrix_support/mod.rs"]
 mod matrix_support;
 #[path = "slipway/pipeline.rs"]
 mod pipeline;

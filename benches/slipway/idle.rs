@@ -114,7 +114,7 @@ async fn matrix_world() -> MatrixWorld {
     }
 }
 
-/// tests/common's configuration with this variant's database, an `[http]`
+/// tests/it/common's configuration with this variant's database, an `[http]`
 /// port, team bindings for the chat platforms and the adapters' sections.
 fn write_config(
     env: &TestEnv,
