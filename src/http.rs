@@ -17,11 +17,7 @@ struct Ops {
 }
 
 async fn healthz(State(ops): State<Ops>) -> (StatusCode, &'static str) {
-    match ops
-        .store
-        .call(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
-        .await
-    {
+    match ops.store.ping().await {
         Ok(_) => (StatusCode::OK, "ok\n"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n"),
     }

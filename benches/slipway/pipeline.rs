@@ -71,18 +71,15 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
     let cpu = process_cpu() - cpu;
     let pve_cpu = env.pve.cpu_seconds() - pve_cpu;
     let connections = env.pve.connections().await - connections;
-    let store = &running.dispatcher.store;
     // The wall time ends with the last job's end as Slipway logged it, so
     // this loop's polling neither adds to it nor needs to be fine-grained.
-    let last_ms: i64 = store
-        .call(move |c| {
-            Ok(c.query_row(
-                "SELECT MAX(at_ms) FROM job_log WHERE line LIKE 'done:%' AND at_ms >= ?1",
-                [started_ms],
-                |r| r.get(0),
-            )?)
-        })
-        .await
+    let db = crate::common::db(&running.dispatcher.config.database);
+    let last_ms: i64 = db
+        .query_row(
+            "SELECT MAX(at_ms) FROM job_log WHERE line LIKE 'done:%' AND at_ms >= ?1",
+            [started_ms],
+            |r| r.get(0),
+        )
         .expect("the round's last job end");
     let wall = Duration::from_millis((last_ms - started_ms).max(0) as u64);
     let failed = running
@@ -97,20 +94,11 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
     }
     // This round's environments end destroyed (as `/env destroy` leaves
     // them); the next phase starts by making fakepve forget their containers.
-    store
-        .call(|c| {
-            c.execute(
-                "UPDATE environments SET state = 'destroyed', expires_at = NULL WHERE state != 'destroyed'",
-                [],
-            )?;
-            c.execute(
-                "UPDATE reminders SET state = 'skipped' WHERE state = 'scheduled'",
-                [],
-            )?;
-            Ok(())
-        })
-        .await
-        .expect("reset the store between rounds");
+    db.execute_batch(
+        "UPDATE environments SET state = 'destroyed', expires_at = NULL WHERE state != 'destroyed';
+         UPDATE reminders SET state = 'skipped' WHERE state = 'scheduled';",
+    )
+    .expect("reset the store between rounds");
     if let Some(app) = running.app {
         app.shutdown(Duration::from_secs(10)).await;
     }

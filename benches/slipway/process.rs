@@ -5,7 +5,6 @@ use crate::common::{Opts, Running, TestEnv};
 use crate::Figure;
 use serde_json::json;
 use slipway::app::App;
-use slipway::store::Store;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -107,9 +106,9 @@ pub(crate) fn vm_kb(pid: u32, key: &str) -> u64 {
 }
 
 /// Inserts `n` environment rows of history in one transaction.
-async fn seed_history(store: &Store, n: usize) {
-    store
-        .call(move |c| {
+fn seed_history(db: &Path, n: usize) {
+    let mut c = crate::common::db(db);
+    (|| -> rusqlite::Result<()> {
             let tx = c.transaction()?;
             {
                 let mut insert = tx.prepare(
@@ -128,8 +127,7 @@ async fn seed_history(store: &Store, n: usize) {
             }
             tx.commit()?;
             Ok(())
-        })
-        .await
+        })()
         .expect("seed the stored environments");
 }
 
@@ -165,7 +163,7 @@ pub async fn memory_loaded() -> Figure {
     {
         // Queue the jobs with an app that runs no worker: the binary runs them.
         let app = App::build(env.config()).expect("build the app");
-        seed_history(&app.store, STORED_ENVS).await;
+        seed_history(&app.config.database, STORED_ENVS);
         let running = Running {
             dispatcher: app.dispatcher(),
             app: None,

@@ -110,7 +110,16 @@ impl Store {
     }
 
     /// Runs `f` with the connection on the database thread.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Whether the database answers (`/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.call(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(drop)?)
+        })
+        .await
+    }
+
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -120,7 +129,7 @@ impl Store {
 
     /// Runs `f` on the database thread and blocks until it is done (start-up,
     /// shutdown and tests; never from async code).
-    pub fn call_sync<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) fn call_sync<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,

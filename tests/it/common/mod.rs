@@ -229,6 +229,20 @@ default_user = "bob"
     }
 }
 
+/// A connection of the test's own to Slipway's database, to look at (or, in
+/// the benchmarks, reset) rows directly: Slipway's store is closed to callers.
+pub fn db(path: &Path) -> rusqlite::Connection {
+    let c =
+        rusqlite::Connection::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    c
+}
+
+/// `SELECT COUNT(*) …` (or any one number) on Slipway's database.
+pub fn count(path: &Path, sql: &str) -> i64 {
+    db(path).query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
 /// The job a reply queued, or a panic with the reply's text.
 pub fn job_of(reply: &Reply) -> i64 {
     reply

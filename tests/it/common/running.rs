@@ -139,27 +139,18 @@ impl Running {
     /// The environment called `name`, whatever its state (newest first).
     pub async fn env(&self, name: &str) -> slipway::store::envs::EnvRecord {
         let name = name.to_string();
-        let id: i64 = self
-            .dispatcher
-            .store
-            .call(move |c| {
-                Ok(c.query_row(
-                    "SELECT id FROM environments WHERE name = ?1 ORDER BY id DESC LIMIT 1",
-                    [name],
-                    |r| r.get(0),
-                )?)
-            })
-            .await
+        let id: i64 = super::db(&self.dispatcher.config.database)
+            .query_row(
+                "SELECT id FROM environments WHERE name = ?1 ORDER BY id DESC LIMIT 1",
+                [name],
+                |r| r.get(0),
+            )
             .unwrap();
         self.dispatcher.store.env(id).await.unwrap().unwrap()
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.dispatcher
-            .store
-            .call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .unwrap()
+        super::count(&self.dispatcher.config.database, sql)
     }
 
     /// Makes the lifetime scheduler look at the clock now.
@@ -269,31 +260,28 @@ impl Running {
         for (_, text) in self.sink.all() {
             assert_no_secret(&self.secrets, &text, "a chat message");
         }
-        let rows: Vec<String> = self
-            .dispatcher
-            .store
-            .call(|c| {
-                let tables: Vec<String> = c
-                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                let mut out = Vec::new();
-                for t in tables {
-                    let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\""))?;
-                    let n = stmt.column_count();
-                    let mut rows = stmt.query([])?;
-                    while let Some(row) = rows.next()? {
-                        for i in 0..n {
-                            if let Ok(Some(v)) = row.get::<_, Option<String>>(i) {
-                                out.push(format!("{t}: {v}"));
-                            }
+        let c = super::db(&self.dispatcher.config.database);
+        let rows: Vec<String> = (|| -> rusqlite::Result<Vec<String>> {
+            let tables: Vec<String> = c
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::new();
+            for t in tables {
+                let mut stmt = c.prepare(&format!("SELECT * FROM \"{t}\""))?;
+                let n = stmt.column_count();
+                let mut rows = stmt.query([])?;
+                while let Some(row) = rows.next()? {
+                    for i in 0..n {
+                        if let Ok(Some(v)) = row.get::<_, Option<String>>(i) {
+                            out.push(format!("{t}: {v}"));
                         }
                     }
                 }
-                Ok(out)
-            })
-            .await
-            .unwrap();
+            }
+            Ok(out)
+        })()
+        .unwrap();
         for r in rows {
             assert_no_secret(&self.secrets, &r, "the database");
         }

@@ -329,10 +329,7 @@ impl DiscordEnv {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.store()
-            .call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .unwrap()
+        crate::common::count(&self.app.as_ref().unwrap().config.database, sql)
     }
 
     pub async fn stop(mut self) {

@@ -150,11 +150,7 @@ impl Bot {
     }
 
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.dispatcher
-            .store
-            .call(move |c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .await
-            .unwrap()
+        crate::common::count(&self.dispatcher.config.database, sql)
     }
 }
 
