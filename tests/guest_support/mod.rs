@@ -19,6 +19,8 @@
 //!   gateway and nothing else.
 //! - Fresh host keys per guest (`ssh-keygen -A` in the guest), the given public keys in
 //!   `/root/.ssh/authorized_keys` (0700/0600).
+//! - [`Guest::with_apt_proxy`] runs tinyproxy on the gateway that lets the guest's apt
+//!   reach the machine's Debian mirror (and only it).
 //! - Dropping the guest kills sshd (and with it everything in its PID namespace),
 //!   deletes the namespace, the veth pair and the overlay, also when the test panics.
 //!   If the test process is killed instead, the guest's processes die with it
@@ -32,6 +34,7 @@
 #![allow(dead_code)]
 
 pub mod net;
+pub mod proxy;
 pub mod rootfs;
 
 use std::fs;
