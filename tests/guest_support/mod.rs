@@ -34,18 +34,25 @@
 #![allow(dead_code)]
 
 pub mod net;
+pub mod process;
 pub mod proxy;
 pub mod rootfs;
+pub mod ssh;
+
+use process::{child_of, ip, quote, run, run_checked, stop_pid_namespace};
+#[allow(unused_imports)]
+pub use process::{program, spawn_tied};
+#[allow(unused_imports)]
+pub use ssh::{keygen, KeyPair};
 
 use std::fs;
-use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Once, OnceLock};
+use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long sshd may take to answer on port 22 (it takes about half a second).
@@ -71,27 +78,6 @@ pub struct Guest {
     init_pid: Option<i32>,
     proxy: Option<Child>,
     started_in: Duration,
-}
-
-/// An ed25519 key pair made by `ssh-keygen`, without a passphrase.
-#[derive(Debug, Clone)]
-pub struct KeyPair {
-    pub private: PathBuf,
-    /// The public key, one OpenSSH line without the newline.
-    pub public: String,
-}
-
-/// `ssh-keygen -t ed25519` into `dir/name` (and `dir/name.pub`).
-pub fn keygen(dir: &Path, name: &str) -> KeyPair {
-    let private = dir.join(name);
-    run(Command::new(program("ssh-keygen", "openssh-client"))
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&private));
-    let public = fs::read_to_string(private.with_extension("pub"))
-        .expect("ssh-keygen wrote no public key")
-        .trim()
-        .to_string();
-    KeyPair { private, public }
 }
 
 impl Guest {
@@ -246,7 +232,7 @@ impl Guest {
         let boot = self.dir.join("boot.sh");
         fs::write(&boot, script).expect("boot.sh");
         let log = fs::File::create(self.dir.join("sshd.log")).expect("sshd.log");
-        let mut cmd = Command::new(ip_path());
+        let mut cmd = ip();
         cmd.args(["netns", "exec", &self.netns])
             .arg(program("unshare", "util-linux"))
             .args(["--mount", "--pid", "--uts", "--fork", "--kill-child", "sh"])
@@ -269,7 +255,7 @@ impl Guest {
                     self.sshd_log()
                 );
             }
-            if ssh_banner(addr).is_some() {
+            if ssh::ssh_banner(addr).is_some() {
                 break;
             }
             if Instant::now() >= deadline {
@@ -321,110 +307,6 @@ impl Guest {
     pub fn init_pid(&self) -> Option<i32> {
         self.init_pid
     }
-
-    /// A host public key of the guest, e.g. `"ed25519"`: the `.pub` line.
-    pub fn host_public_key(&self, kind: &str) -> String {
-        let path = self.root.join(format!("etc/ssh/ssh_host_{kind}_key.pub"));
-        fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("guest_support: no host key {}: {e}", path.display()))
-            .trim()
-            .to_string()
-    }
-
-    /// The SHA256 fingerprint of the guest's ed25519 host key, as `ssh-keygen -lf`
-    /// prints it: `SHA256:…` (43 base64 characters, no padding).
-    pub fn host_key_fingerprint(&self) -> String {
-        let path = self.root.join("etc/ssh/ssh_host_ed25519_key.pub");
-        let out = run(Command::new(program("ssh-keygen", "openssh-client"))
-            .args(["-E", "sha256", "-lf"])
-            .arg(&path));
-        // "256 SHA256:… root@guest (ED25519)"
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .nth(1)
-            .expect("ssh-keygen -lf printed no fingerprint")
-            .to_string()
-    }
-
-    /// known_hosts lines for every host key of the guest, under its address.
-    pub fn known_hosts(&self) -> String {
-        let mut lines = String::new();
-        for kind in ["ed25519", "ecdsa", "rsa"] {
-            let key = self.host_public_key(kind);
-            let mut words = key.split_whitespace();
-            let (Some(algo), Some(blob)) = (words.next(), words.next()) else {
-                panic!("guest_support: odd host key {key}");
-            };
-            lines.push_str(&format!("{} {algo} {blob}\n", self.address));
-        }
-        lines
-    }
-
-    /// Writes [`Guest::known_hosts`] to `path`, for [`Guest::ssh`].
-    pub fn write_known_hosts(&self, path: &Path) {
-        fs::write(path, self.known_hosts()).expect("known_hosts");
-    }
-
-    /// The system `ssh` to root at the guest with only `key`, checking the host key
-    /// against `known_hosts` strictly (`StrictHostKeyChecking=yes`), `BatchMode=yes`, no
-    /// user or system configuration, no agent. Add the remote command and run it.
-    pub fn ssh_command(&self, key: &Path, known_hosts: &Path) -> Command {
-        let mut cmd = Command::new(program("ssh", "openssh-client"));
-        cmd.args(["-F", "/dev/null", "-i"])
-            .arg(key)
-            .args([
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "IdentitiesOnly=yes",
-                "-o",
-                "IdentityAgent=none",
-                "-o",
-                "StrictHostKeyChecking=yes",
-                "-o",
-                "GlobalKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=10",
-                "-o",
-            ])
-            .arg(format!("UserKnownHostsFile=\"{}\"", known_hosts.display()))
-            .arg(format!("root@{}", self.address))
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    /// Runs `command` in the guest over ssh ([`Guest::ssh_command`]).
-    pub fn ssh(&self, key: &Path, known_hosts: &Path, command: &str) -> Output {
-        self.ssh_command(key, known_hosts)
-            .arg(command)
-            .output()
-            .expect("guest_support: cannot run ssh")
-    }
-
-    /// Runs `script` with `/bin/sh -c` inside the guest without ssh (nsenter into its
-    /// namespaces and root): to look at or change the guest behind sshd's back.
-    pub fn exec(&self, script: &str) -> Output {
-        self.exec_with_input(script, b"")
-    }
-
-    /// [`Guest::exec`] with `input` on standard input.
-    pub fn exec_with_input(&self, script: &str, input: &[u8]) -> Output {
-        let pid = self
-            .init_pid
-            .expect("guest_support: the guest's PID 1 is not known");
-        let mut child = Command::new(program("nsenter", "util-linux"))
-            .args(["-t", &pid.to_string(), "-m", "-u", "-n", "-p", "-r", "-w"])
-            .args(["/bin/sh", "-c", script])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("guest_support: cannot run nsenter");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let _ = stdin.write_all(input);
-        drop(stdin);
-        child.wait_with_output().expect("nsenter")
-    }
 }
 
 impl Drop for Guest {
@@ -448,23 +330,6 @@ impl Drop for Guest {
             }
         }
     }
-}
-
-/// Stops what `unshare --pid --fork --kill-child` started: killing the namespace's PID 1
-/// (`init`, else the only child of `unshare`) ends the namespace — the kernel kills and
-/// reaps the rest before `unshare` sees its child exit, and the namespace's mounts go
-/// with them.
-fn stop_pid_namespace(mut unshare: Child, init: Option<i32>) {
-    if let Some(pid) = init.or_else(|| child_of(unshare.id())) {
-        // SAFETY: kill(2) with a PID and a signal number; no memory involved.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while matches!(unshare.try_wait(), Ok(None)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = unshare.kill(); // --kill-child takes PID 1 along
-    let _ = unshare.wait();
 }
 
 /// Panics, saying what is missing, where a real guest cannot run.
@@ -519,127 +384,4 @@ fn overlay_works(rootfs: &Path) -> bool {
         }
         works
     })
-}
-
-/// The first bytes sshd sends, if it answers.
-fn ssh_banner(addr: SocketAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    let mut buf = [0u8; 64];
-    let n = stream.read(&mut buf).ok()?;
-    let banner = String::from_utf8_lossy(&buf[..n]).into_owned();
-    banner.starts_with("SSH-").then_some(banner)
-}
-
-/// The only child of process `parent` (the guest's PID 1 for its `unshare`).
-fn child_of(parent: u32) -> Option<i32> {
-    if let Ok(text) = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")) {
-        if let Some(pid) = text.split_whitespace().next() {
-            return pid.parse().ok();
-        }
-    }
-    // Without CONFIG_PROC_CHILDREN: whose parent is `parent`?
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "PID (comm) S PPID …": comm may hold spaces, so read after the last ')'.
-        let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1);
-        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            return Some(pid);
-        }
-    }
-    None
-}
-
-/// Spawns `cmd` so that it is killed (SIGKILL) when this test process ends, however it
-/// ends. PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, and test
-/// threads end with their test, so every such child is forked by one thread that lives
-/// as long as the process.
-pub fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
-    type Job = (Command, mpsc::Sender<io::Result<Child>>);
-    static SPAWNER: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("guest_support spawner".into())
-            .spawn(move || {
-                for (mut cmd, reply) in rx {
-                    let _ = reply.send(cmd.spawn());
-                }
-            })
-            .expect("guest_support: cannot start the spawner thread");
-        tx
-    });
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe, and reads errno.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (reply, answer) = mpsc::channel();
-    spawner
-        .send((cmd, reply))
-        .expect("guest_support: the spawner thread is gone");
-    answer
-        .recv()
-        .expect("guest_support: the spawner thread is gone")
-}
-
-/// `name` on PATH (or in /usr/sbin, /sbin: debootstrap is there, not on every PATH);
-/// panics naming the Debian package to install.
-pub fn program(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("guest_support: `{name}` is not installed: apt-get install {package}");
-}
-
-fn ip_path() -> PathBuf {
-    static IP: OnceLock<PathBuf> = OnceLock::new();
-    IP.get_or_init(|| program("ip", "iproute2")).clone()
-}
-
-pub(crate) fn ip() -> Command {
-    Command::new(ip_path())
-}
-
-/// Runs `cmd`; its output if it exits 0, else what it printed.
-pub(crate) fn run_checked(cmd: &mut Command) -> Result<Output, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(out)
-    } else {
-        Err(format!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-/// Runs `cmd`, panicking with what it printed unless it exits 0.
-pub(crate) fn run(cmd: &mut Command) -> Output {
-    run_checked(cmd).unwrap_or_else(|e| panic!("guest_support: {e}"))
-}
-
-/// `path` single-quoted for sh.
-fn quote(path: &Path) -> String {
-    format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
