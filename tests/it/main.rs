@@ -8,6 +8,7 @@
 mod apps_support;
 mod common;
 mod discord_support;
+mod guest_support;
 mod matrix_support;
 mod publish_support;
 
@@ -32,6 +33,7 @@ mod discord_http;
 mod discord_ratelimit;
 mod discord_thread;
 mod faults_destroy;
+mod guest_smoke;
 mod hostile_input;
 mod lifetimes;
 mod matrix_approval;

@@ -3,8 +3,7 @@
 //! as PID 1 of its own PID namespace — what a new Proxmox container looks like
 //! from the outside, for login and post-provisioning tests (fakepve runs nothing).
 //!
-//! Use it from an integration test with `mod guest_support;` (a test at the top of
-//! `tests/`) or `#[path = "../guest_support/mod.rs"] mod guest_support;`.
+//! A module of the integration-test binary (`tests/it`): `crate::guest_support`.
 //!
 //! - The root filesystem is built once by debootstrap from the machine's Debian mirror
 //!   and cached under `<target>/guest-rootfs/` ([`rootfs::rootfs`]); each guest gets an

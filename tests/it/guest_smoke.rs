@@ -6,9 +6,7 @@
 //! Needs root; without it (or without network namespaces) these tests fail,
 //! saying so. Subnets: 10.231.0.0/30 … 10.231.4.0/30 (see guest_support).
 
-mod guest_support;
-
-use guest_support::{keygen, Guest};
+use crate::guest_support::{keygen, Guest};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
@@ -125,7 +123,11 @@ fn guests_are_apart() {
     );
     assert_ne!(a.host_key_fingerprint(), b.host_key_fingerprint());
     let known_hosts = dir.path().join("known_hosts");
-    std::fs::write(&known_hosts, a.known_hosts() + &b.known_hosts()).unwrap();
+    std::fs::write(
+        &known_hosts,
+        format!("{}{}", a.known_hosts(), b.known_hosts()),
+    )
+    .unwrap();
 
     let out = a.ssh(&key.private, &known_hosts, "echo a > /root/mark");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -141,7 +143,7 @@ fn guests_are_apart() {
 
     // A live guest's subnet counts as taken: Guest::start refuses any overlapping one.
     let subnet = Ipv4Addr::new(10, 231, 1, 0);
-    let taken = guest_support::net::overlapping_routes(subnet, 24);
+    let taken = crate::guest_support::net::overlapping_routes(subnet, 24);
     assert!(
         taken.iter().any(|r| r.starts_with("10.231.1.0/30 ")),
         "{taken:?}"
@@ -154,7 +156,7 @@ fn guests_are_apart() {
         .output()
         .unwrap();
     assert!(!stdout(&listed).contains(&netns), "{netns} is still there");
-    let taken = guest_support::net::overlapping_routes(subnet, 24);
+    let taken = crate::guest_support::net::overlapping_routes(subnet, 24);
     assert!(taken.is_empty(), "a's subnet is still routed: {taken:?}");
     let out = b.ssh(&key.private, &known_hosts, "true");
     assert!(out.status.success(), "{}", stderr(&out));
@@ -223,6 +225,6 @@ fn a_panicking_test_leaves_nothing_behind() {
         .output()
         .unwrap();
     assert!(!stdout(&listed).contains(&netns), "{netns} is still there");
-    let taken = guest_support::net::overlapping_routes(Ipv4Addr::new(10, 231, 4, 0), 30);
+    let taken = crate::guest_support::net::overlapping_routes(Ipv4Addr::new(10, 231, 4, 0), 30);
     assert!(taken.is_empty(), "still routed: {taken:?}");
 }
