@@ -151,12 +151,21 @@ async fn fifty_jobs_in_one_channel_cause_no_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_the_commands_follow_up_and_spends_no_channel_budget() {
     // Discord's real per-channel budget: 5 message calls in any 5 seconds.
+    // Tasks take real time (4 PVE seconds are 0.4 s), so each follow-up is
+    // edited while its job runs: with instant tasks a busy machine may post
+    // it only once the job has finished, and then there is nothing to edit.
     let d = DiscordEnv::start(Setup {
         threads: false,
+        opts: crate::common::Opts {
+            provision: false,
+            time_scale: 0.1,
+            ..crate::common::Opts::default()
+        },
         ..Setup::default()
     })
     .await;
     d.rest.channel_budget(5, Duration::from_secs(5));
+    d.env.pve.set("ct_secs", json!(4)).await;
     let names: Vec<String> = (0..20).map(|i| format!("web{i}")).collect();
     let bodies = creates(&names);
     futures::future::join_all(bodies.iter().map(|b| d.interact(b))).await;
