@@ -90,7 +90,9 @@ impl StepCx<'_> {
             keys.extend(team.ssh_keys.iter().map(|k| k.line.clone()));
         }
         keys.push(self.ssh_identity.public_line.clone());
-        keys.dedup();
+        // A key both the owner and the team hold goes in once, where it came first.
+        let mut seen = std::collections::HashSet::new();
+        keys.retain(|k| seen.insert(k.clone()));
         Ok(keys)
     }
 
