@@ -39,6 +39,9 @@ struct RawLeaf {
     #[serde(default)]
     permission: Permission,
     action: Option<String>,
+    /// The reply is for the caller only (Discord: an ephemeral answer).
+    #[serde(default)]
+    private: bool,
     #[serde(default)]
     options: Vec<RawOption>,
     #[serde(default)]
@@ -73,11 +76,11 @@ pub(in crate::catalog) fn load_file(
             leaves.push(spec);
         }
     } else {
-        if !raw.options.is_empty() || raw.action.is_some() {
+        if !raw.options.is_empty() || raw.action.is_some() || raw.private {
             problems.push(Problem::new(
                 &file,
                 format!(
-                    "command {}: has subcommands, so options and action belong to them",
+                    "command {}: has subcommands, so options, action and private belong to them",
                     raw.name
                 ),
             ));
@@ -173,6 +176,7 @@ fn leaf(
         description: raw.description.clone(),
         permission: raw.permission,
         action,
+        private: raw.private,
         options,
         replies: raw.replies.clone(),
     })

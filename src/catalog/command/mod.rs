@@ -92,6 +92,8 @@ pub struct CommandSpec {
     pub permission: Permission,
     /// The handler it runs.
     pub action: Action,
+    /// Its reply is for the caller only (Discord defers it ephemerally).
+    pub private: bool,
     pub options: Vec<OptionSpec>,
     /// Reply templates by outcome (minijinja).
     pub replies: BTreeMap<String, String>,

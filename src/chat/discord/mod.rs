@@ -41,20 +41,6 @@ use tokio_util::task::TaskTracker;
 /// Message flag EPHEMERAL: only the person who asked sees it.
 const EPHEMERAL: u64 = 1 << 6;
 
-/// Commands whose reply is for the caller only: their deferred answer is ephemeral.
-const PRIVATE_ACTIONS: &[Action] = &[
-    Action::Help,
-    Action::Profiles,
-    Action::EnvList,
-    Action::EnvInfo,
-    Action::Quota,
-    Action::Jobs,
-    Action::Job,
-    Action::KeysAdd,
-    Action::KeysList,
-    Action::KeysRemove,
-];
-
 /// The running Discord adapter.
 pub struct Discord {
     pub config: DiscordConfig,
@@ -214,7 +200,8 @@ impl Discord {
     fn command(self: &Arc<Self>, cmd: CommandInteraction) -> Value {
         let line = commands::command_line(&cmd.data);
         let private = match self.catalog.parse(&line) {
-            Ok((spec, inv)) => PRIVATE_ACTIONS.contains(&spec.action) || is_dry_run(&inv),
+            // `private = true` in its definition: the deferred answer is ephemeral.
+            Ok((spec, inv)) => spec.private || is_dry_run(&inv),
             Err(_) => true,
         };
         let origin = Origin {

@@ -43,6 +43,24 @@ fn the_shipped_commands_load_clean_and_bind_every_action() {
 }
 
 #[test]
+fn the_private_commands_are_those_discord_answered_ephemerally() {
+    use Action::*;
+    let catalog = Catalog::load(&repo("commands"), &repo("profiles"), &[]).unwrap();
+    let private: Vec<Action> = catalog
+        .commands()
+        .filter(|c| c.private)
+        .map(|c| c.action)
+        .collect();
+    let mut expected = vec![
+        Help, Profiles, EnvList, EnvInfo, Quota, Jobs, Job, KeysAdd, KeysList, KeysRemove,
+    ];
+    let mut got = private.clone();
+    expected.sort_by_key(|a| a.name());
+    got.sort_by_key(|a| a.name());
+    assert_eq!(got, expected);
+}
+
+#[test]
 fn names_round_trip_and_are_unique() {
     for a in Action::ALL {
         assert_eq!(a.name().parse::<Action>(), Ok(*a));
@@ -161,4 +179,18 @@ fn a_handler_reading_an_undeclared_option_is_caught_in_debug_builds() {
     // What env.info declares passes; a misspelt name does not.
     let _ = inv.declared("name", &[OptionKind::Choice]);
     let _ = inv.declared("nme", &[OptionKind::String]);
+}
+
+#[test]
+fn private_belongs_to_a_subcommand_not_its_group() {
+    let dir = commands_with("env.toml", |t| {
+        t.replacen("\n[[subcommands]]", "private = true\n\n[[subcommands]]", 1)
+    });
+    let file = dir.path().join("env.toml").display().to_string();
+    assert_eq!(
+        problems(dir.path()),
+        vec![format!(
+            "{file}: command env: has subcommands, so options, action and private belong to them"
+        )]
+    );
 }
