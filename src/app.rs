@@ -116,55 +116,6 @@ fn cross_check(config: &Config, catalog: &Catalog) -> Vec<Problem> {
             ));
         }
     }
-    let known = [
-        "help",
-        "profiles",
-        "env.create",
-        "env.list",
-        "env.info",
-        "env.start",
-        "env.stop",
-        "env.restart",
-        "env.destroy",
-        "env.extend",
-        "env.keep",
-        "quota",
-        "jobs",
-        "job",
-        "approval.approve",
-        "approval.deny",
-        "app.deploy",
-        "app.list",
-        "app.info",
-        "app.logs",
-        "app.restart",
-        "app.stop",
-        "app.start",
-        "app.update",
-        "app.remove",
-        "keys.add",
-        "keys.list",
-        "keys.remove",
-    ];
-    for c in catalog.commands() {
-        if !known.contains(&c.action.as_str()) {
-            let file = catalog
-                .groups
-                .iter()
-                .find(|g| g.name == c.path[0])
-                .map(|g| g.file.clone())
-                .unwrap_or_default();
-            problems.push(Problem::new(
-                &file,
-                format!(
-                    "{}: action '{}' is unknown; known: {}",
-                    c.display_path(),
-                    c.action,
-                    known.join(", ")
-                ),
-            ));
-        }
-    }
     problems
 }
 

@@ -5,7 +5,7 @@
 pub mod command;
 pub mod profile;
 
-use command::{ChoiceValues, CommandGroup, CommandSpec, Invocation, ParseError};
+use command::{Action, ChoiceValues, CommandGroup, CommandSpec, Invocation, ParseError};
 use profile::Profile;
 use std::fmt;
 use std::path::Path;
@@ -69,6 +69,9 @@ impl Catalog {
         let mut groups: Vec<CommandGroup> = Vec::new();
         for path in toml_files(commands_dir, &mut problems) {
             if let Some(g) = command::load_file(&path, &mut problems) {
+                for leaf in &g.leaves {
+                    command::check_options(&g.file, leaf, &mut problems);
+                }
                 if let Some(other) = groups.iter().find(|o| o.name == g.name) {
                     problems.push(Problem::new(
                         &g.file,
@@ -124,7 +127,7 @@ impl Catalog {
     }
 
     /// The spec that runs `action`, for its reply templates.
-    pub fn by_action(&self, action: &str) -> Option<&CommandSpec> {
+    pub fn by_action(&self, action: Action) -> Option<&CommandSpec> {
         self.commands().find(|c| c.action == action)
     }
 }

@@ -1,6 +1,7 @@
 //! Handlers of `/approve`, `/deny`, `/quota`, `/jobs` and `/job`.
 
 use super::{Call, Dispatcher};
+use crate::catalog::command::Action;
 use crate::chat::{render, Reply};
 use crate::domain::lifecycle::JobKind;
 use crate::domain::policy;
@@ -11,7 +12,7 @@ use serde_json::json;
 
 impl Dispatcher {
     pub(super) async fn quota(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
-        let teams: Vec<_> = match call.inv.str("team") {
+        let teams: Vec<_> = match call.str("team") {
             Some(t) => match call.teams.iter().find(|team| team.name.0 == t) {
                 Some(team) => vec![*team],
                 None => {
@@ -41,7 +42,7 @@ impl Dispatcher {
     }
 
     pub(super) async fn job(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
-        let id = call.inv.int("id").unwrap_or_default();
+        let id = call.int("id").unwrap_or_default();
         let not_found = || {
             Reply::private(format!(
                 "⚠️ id: there is no job {id} in your teams; /jobs lists them"
@@ -86,7 +87,7 @@ impl Dispatcher {
         self.store
             .audit(
                 actor.key(),
-                "approval.deny".into(),
+                Action::ApprovalDeny.name().into(),
                 format!("request {id}"),
                 "refused".into(),
                 why.clone(),
@@ -100,7 +101,7 @@ impl Dispatcher {
         &self,
         call: &Call<'_>,
     ) -> Result<Result<crate::store::envs::ApprovalRecord, Reply>, StoreError> {
-        let id = call.inv.int("id").unwrap_or_default();
+        let id = call.int("id").unwrap_or_default();
         let actor = call.actor();
         let Some(a) = self.store.approval(id).await? else {
             return Ok(Err(Reply::private(format!(
@@ -117,7 +118,7 @@ impl Dispatcher {
             self.store
                 .audit(
                     actor.key(),
-                    call.spec.action.clone(),
+                    call.spec.action.name().into(),
                     format!("request {id}"),
                     "refused".into(),
                     why.clone(),
@@ -173,7 +174,7 @@ impl Dispatcher {
         let actor = call.actor();
         let decided = self
             .store
-            .approve(a.id, actor.key(), quota, call.inv.flag("override"), job)
+            .approve(a.id, actor.key(), quota, call.flag("override"), job)
             .await?;
         Ok(match decided {
             Decided::Approved { job_id, check } => {
@@ -207,11 +208,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reply) => return Ok(reply),
         };
-        let reason = call
-            .inv
-            .str("reason")
-            .unwrap_or("no reason given")
-            .to_string();
+        let reason = call.str("reason").unwrap_or("no reason given").to_string();
         if a.kind != "create" {
             return self.deny_lifetime(call, &a, reason).await;
         }

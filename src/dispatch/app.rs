@@ -132,7 +132,6 @@ impl Dispatcher {
         &'a self,
         call: &Call<'a>,
     ) -> Result<Result<Deploy<'a>, String>, StoreError> {
-        let inv = call.inv;
         macro_rules! tri {
             ($e:expr) => {
                 match $e {
@@ -141,9 +140,9 @@ impl Dispatcher {
                 }
             };
         }
-        let name = tri!(EnvName::parse(inv.str("name").unwrap_or_default()).map_err(|e| e.0));
-        let image = tri!(ImageRef::parse(inv.str("image").unwrap_or_default()).map_err(|e| e.0));
-        let team = match inv.str("team") {
+        let name = tri!(EnvName::parse(call.str("name").unwrap_or_default()).map_err(|e| e.0));
+        let image = tri!(ImageRef::parse(call.str("image").unwrap_or_default()).map_err(|e| e.0));
+        let team = match call.str("team") {
             Some(t) => *tri!(call
                 .teams
                 .iter()
@@ -151,11 +150,11 @@ impl Dispatcher {
                 .ok_or_else(|| format!("team: you are not a member of team {t}"))),
             None => call.teams[0],
         };
-        let vars = tri!(EnvVars::parse(inv.strs("env")).map_err(|e| e.0));
+        let vars = tri!(EnvVars::parse(call.strs("env")).map_err(|e| e.0));
         let (host_key, host_label, address, host_allows) =
-            tri!(self.resolve_host(inv.str("host"), team).await?);
+            tri!(self.resolve_host(call.str("host"), team).await?);
         let cfg = &self.docker.config;
-        let health_path = inv
+        let health_path = call
             .str("health")
             .map(str::to_string)
             .unwrap_or_else(|| cfg.health_path.clone());
@@ -166,17 +165,17 @@ impl Dispatcher {
             )));
         }
         let access = HostAccess {
-            volumes: inv.strs("volume").iter().map(|s| s.to_string()).collect(),
-            privileged: inv.flag("privileged"),
-            host_network: inv.str("network") == Some("host"),
-            devices: inv.strs("device").iter().map(|s| s.to_string()).collect(),
+            volumes: call.strs("volume").iter().map(|s| s.to_string()).collect(),
+            privileged: call.flag("privileged"),
+            host_network: call.str("network") == Some("host"),
+            devices: call.strs("device").iter().map(|s| s.to_string()).collect(),
         };
         let rules = AccessRules {
             requester_is_admin: team.is_admin(call.actor()),
             host_allows,
         };
         let mounts = tri!(app::check_access(&access, rules).map_err(|e| e.0));
-        let domain = match inv.str("domain") {
+        let domain = match call.str("domain") {
             None => None,
             Some(raw) => {
                 if self.config.publish.router.is_none() {
@@ -190,8 +189,8 @@ impl Dispatcher {
             }
         };
         let resources = Resources {
-            cores: inv.int("cpu").map(|c| c as u32).unwrap_or(cfg.default_cpu),
-            memory_mb: inv
+            cores: call.int("cpu").map(|c| c as u32).unwrap_or(cfg.default_cpu),
+            memory_mb: call
                 .int("memory")
                 .map(|m| m as u32)
                 .unwrap_or(cfg.default_memory_mb),
@@ -206,7 +205,7 @@ impl Dispatcher {
             host_label,
             address,
             vars,
-            port: inv
+            port: call
                 .int("port")
                 .map(|p| p as u16)
                 .unwrap_or(cfg.default_port),
@@ -229,8 +228,8 @@ impl Dispatcher {
                 self.store
                     .audit(
                         call.actor().key(),
-                        "app.deploy".into(),
-                        call.inv.str("name").unwrap_or_default().to_string(),
+                        call.spec.action.name().into(),
+                        call.str("name").unwrap_or_default().to_string(),
                         "refused".into(),
                         msg.clone(),
                     )
@@ -323,7 +322,7 @@ impl Dispatcher {
 
     /// The live app `name` if the caller's teams own it.
     async fn visible_app(&self, call: &Call<'_>) -> Result<Result<AppRecord, Reply>, StoreError> {
-        let raw = call.inv.str("name").unwrap_or_default().to_string();
+        let raw = call.str("name").unwrap_or_default().to_string();
         let env = self.store.env_by_name(raw.clone()).await?;
         let app = match env {
             Some(e) if e.is_app() && call.teams.iter().any(|t| t.name.0 == e.team) => {
@@ -443,7 +442,7 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reply) => return Ok(reply),
         };
-        let lines = call.inv.int("lines").unwrap_or(20).clamp(1, MAX_LOG_LINES) as u32;
+        let lines = call.int("lines").unwrap_or(20).clamp(1, MAX_LOG_LINES) as u32;
         let Some(name) = app.container.clone() else {
             return Ok(Reply::private(format!(
                 "{} has no container yet",
@@ -472,7 +471,11 @@ impl Dispatcher {
     }
 
     /// Restart, stop, start, update or remove: the owner or a team admin queues the job.
-    pub(super) async fn app_job(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+    pub(super) async fn app_job(
+        &self,
+        call: &Call<'_>,
+        kind: JobKind,
+    ) -> Result<Reply, StoreError> {
         let app = match self.visible_app(call).await? {
             Ok(a) => a,
             Err(reply) => return Ok(reply),
@@ -487,12 +490,9 @@ impl Dispatcher {
         // Destroying too: a remove that failed half-way can be asked for again.
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         let opts = app_options(env.domain.is_some(), &self.config.publish);
-        let (kind, what) = match call.spec.action.as_str() {
-            "app.restart" => (JobKind::Restart, "restart".to_string()),
-            "app.stop" => (JobKind::Stop, "stop".to_string()),
-            "app.start" => (JobKind::Start, "start".to_string()),
-            "app.update" => (JobKind::Update, "update".to_string()),
-            _ => (JobKind::Destroy, "remove".to_string()),
+        let what = match kind {
+            JobKind::Destroy => "remove",
+            other => other.as_str(),
         };
         let job = NewJob {
             kind,
@@ -504,7 +504,7 @@ impl Dispatcher {
         let mut image = None;
         let enqueued = match kind {
             JobKind::Update => {
-                let parsed = match ImageRef::parse(call.inv.str("image").unwrap_or_default()) {
+                let parsed = match ImageRef::parse(call.str("image").unwrap_or_default()) {
                     Ok(i) => i,
                     Err(e) => return Ok(Reply::private(format!("⚠️ {}", e.0))),
                 };
@@ -539,9 +539,9 @@ impl Dispatcher {
                     ..Reply::default()
                 }
             }
-            refused => Reply::private(
-                render::not_queued(&env.name, &what.to_string(), &refused).unwrap_or_default(),
-            ),
+            refused => {
+                Reply::private(render::not_queued(&env.name, what, &refused).unwrap_or_default())
+            }
         })
     }
 }

@@ -55,14 +55,13 @@ pub(crate) fn plan_steps(kind: JobKind, opts: Option<CreateOptions>) -> Vec<Step
 
 impl Dispatcher {
     fn validate_create<'a>(&'a self, call: &Call<'a>) -> Result<CreateRequest<'a>, String> {
-        let inv = call.inv;
-        let name = EnvName::parse(inv.str("name").unwrap_or_default()).map_err(|e| e.0)?;
-        let profile_name = inv.str("profile").unwrap_or_default();
+        let name = EnvName::parse(call.str("name").unwrap_or_default()).map_err(|e| e.0)?;
+        let profile_name = call.str("profile").unwrap_or_default();
         let profile = self
             .catalog
             .profile(profile_name)
             .ok_or_else(|| format!("profile: '{profile_name}' is unknown; /profiles lists them"))?;
-        let team = match inv.str("team") {
+        let team = match call.str("team") {
             Some(t) => *call
                 .teams
                 .iter()
@@ -71,9 +70,9 @@ impl Dispatcher {
             None => call.teams[0],
         };
         let resources = profile
-            .resources(inv.int("cpu"), inv.int("memory"), inv.int("disk"))
+            .resources(call.int("cpu"), call.int("memory"), call.int("disk"))
             .map_err(|e| e.0)?;
-        let ttl = inv.duration("ttl").unwrap_or(profile.ttl_default);
+        let ttl = call.duration("ttl").unwrap_or(profile.ttl_default);
         if ttl.is_zero() {
             return Err("ttl: must be longer than zero".into());
         }
@@ -110,7 +109,7 @@ impl Dispatcher {
                 profile.name, profile.network.bridge
             ));
         }
-        let domain = match inv.str("domain") {
+        let domain = match call.str("domain") {
             None => None,
             Some(raw) => {
                 if profile.expose_port.is_none() {
@@ -157,7 +156,7 @@ impl Dispatcher {
         let node = self.pick_node().await?;
         let opts = create_options(req.profile, req.domain.is_some(), &self.config.publish);
         let steps = plan_steps(JobKind::Create, Some(opts));
-        if call.inv.flag("dry-run") {
+        if call.flag("dry-run") {
             return self.dry_run(call, &req, &node, &steps).await;
         }
         let actor = call.actor();
@@ -294,7 +293,7 @@ impl Dispatcher {
         &self,
         call: &Call<'_>,
     ) -> Result<Result<EnvRecord, Reply>, StoreError> {
-        let raw = call.inv.str("name").unwrap_or_default().to_string();
+        let raw = call.str("name").unwrap_or_default().to_string();
         let env = self.store.env_by_name(raw.clone()).await?;
         Ok(match env {
             Some(e) if e.is_app() && call.teams.iter().any(|t| t.name.0 == e.team) => {
@@ -335,7 +334,12 @@ impl Dispatcher {
         )))
     }
 
-    pub(super) async fn env_lifecycle(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
+    /// Start, stop, restart or destroy (`kind`): the owner or a team admin queues the job.
+    pub(super) async fn env_lifecycle(
+        &self,
+        call: &Call<'_>,
+        kind: JobKind,
+    ) -> Result<Reply, StoreError> {
         let env = match self.visible_env(call).await? {
             Ok(e) => e,
             Err(reply) => return Ok(reply),
@@ -348,13 +352,12 @@ impl Dispatcher {
         const STOPPED: &[EnvState] = &[EnvState::Stopped];
         // Destroying too: a destroy that failed can be asked for again.
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
-        let (kind, from, to): (JobKind, &'static [EnvState], Option<EnvState>) =
-            match call.spec.action.as_str() {
-                "env.start" => (JobKind::Start, STOPPED, None),
-                "env.stop" => (JobKind::Stop, READY, None),
-                "env.restart" => (JobKind::Restart, READY, None),
-                _ => (JobKind::Destroy, LIVE, Some(EnvState::Destroying)),
-            };
+        let (from, to): (&'static [EnvState], Option<EnvState>) = match kind {
+            JobKind::Start => (STOPPED, None),
+            JobKind::Stop | JobKind::Restart => (READY, None),
+            // Destroy: route() passes no other kind.
+            _ => (LIVE, Some(EnvState::Destroying)),
+        };
         let job = NewJob {
             kind,
             idempotency_key: call.inbound.event_id.clone(),

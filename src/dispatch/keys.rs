@@ -9,7 +9,7 @@ use crate::store::StoreError;
 impl Dispatcher {
     pub(super) async fn keys_add(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
         let owner = call.actor().key();
-        let raw = call.inv.str("key").unwrap_or_default();
+        let raw = call.str("key").unwrap_or_default();
         let key = match SshKey::parse(raw) {
             Ok(k) => k,
             Err(e) => {
@@ -21,7 +21,7 @@ impl Dispatcher {
                 self.store
                     .audit(
                         owner,
-                        "keys.add".into(),
+                        call.spec.action.name().into(),
                         String::new(),
                         outcome.into(),
                         e.to_string(),
@@ -40,7 +40,7 @@ impl Dispatcher {
     }
 
     pub(super) async fn keys_remove(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
-        let fingerprint = call.inv.str("key").unwrap_or_default().trim().to_string();
+        let fingerprint = call.str("key").unwrap_or_default().trim().to_string();
         let removed = self
             .store
             .remove_ssh_key(call.actor().key(), fingerprint.clone())

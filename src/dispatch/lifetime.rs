@@ -73,7 +73,7 @@ impl Dispatcher {
             Ok(e) => e,
             Err(reply) => return Ok(reply),
         };
-        let by = call.inv.duration("by").unwrap_or_default();
+        let by = call.duration("by").unwrap_or_default();
         if by.is_zero() {
             return Ok(Reply::private("⚠️ by: must be longer than zero"));
         }
@@ -90,7 +90,7 @@ impl Dispatcher {
                 self.store
                     .audit(
                         call.actor().key(),
-                        "env.extend".into(),
+                        call.spec.action.name().into(),
                         env.name.clone(),
                         "extended".into(),
                         format!("by {}", render::duration(by)),

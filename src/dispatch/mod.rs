@@ -10,10 +10,11 @@ mod env;
 mod keys;
 mod lifetime;
 
-use crate::catalog::command::{CommandSpec, Invocation, Permission};
+use crate::catalog::command::{Action, CommandSpec, Invocation, OptionKind as Kind, Permission};
 use crate::catalog::Catalog;
 use crate::chat::{Inbound, Reply};
 use crate::config::Config;
+use crate::domain::lifecycle::JobKind;
 use crate::domain::team::{teams_of, Actor, Team};
 use crate::provider::Compute;
 use crate::store::{Store, StoreError};
@@ -46,6 +47,32 @@ pub(crate) struct Call<'a> {
     pub spec: &'a CommandSpec,
     pub inv: &'a Invocation,
     pub teams: Vec<&'a Team>,
+}
+
+/// A handler's reads of its options: only those its action declares (in
+/// debug builds a read of any other is caught; see [`Invocation::declared`]).
+impl<'a> Call<'a> {
+    pub fn str(&self, name: &str) -> Option<&'a str> {
+        self.inv
+            .declared(name, &[Kind::String, Kind::Choice])
+            .str(name)
+    }
+
+    pub fn int(&self, name: &str) -> Option<i64> {
+        self.inv.declared(name, &[Kind::Integer]).int(name)
+    }
+
+    pub fn strs(&self, name: &str) -> Vec<&'a str> {
+        self.inv.declared(name, &[Kind::String]).strs(name)
+    }
+
+    pub fn flag(&self, name: &str) -> bool {
+        self.inv.declared(name, &[Kind::Boolean]).flag(name)
+    }
+
+    pub fn duration(&self, name: &str) -> Option<std::time::Duration> {
+        self.inv.declared(name, &[Kind::Duration]).duration(name)
+    }
 }
 
 impl Call<'_> {
@@ -113,7 +140,7 @@ impl Dispatcher {
                 .store
                 .audit(
                     inbound.actor.key(),
-                    spec.action.clone(),
+                    spec.action.name().into(),
                     spec.display_path(),
                     "refused".into(),
                     refusal.clone(),
@@ -157,13 +184,13 @@ impl Dispatcher {
     /// decided" and publishes nothing.
     async fn publish_decision(&self, call: &Call<'_>, reply: &Reply) {
         if !matches!(
-            call.spec.action.as_str(),
-            "approval.approve" | "approval.deny"
+            call.spec.action,
+            Action::ApprovalApprove | Action::ApprovalDeny
         ) || (reply.private && reply.job.is_none())
         {
             return;
         }
-        let Some(id) = call.inv.int("id") else {
+        let Some(id) = call.int("id") else {
             return;
         };
         let actor = call.actor();
@@ -197,36 +224,41 @@ impl Dispatcher {
         }
     }
 
+    /// Runs the action's handler. Exhaustive, with no fallback: a new
+    /// [`Action`] does not compile until it has a handler here.
     async fn route(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
-        match call.spec.action.as_str() {
-            "help" => Ok(Reply::private(crate::chat::render::help(&self.catalog))),
-            "profiles" => Ok(Reply::private(crate::chat::render::profiles(&self.catalog.profiles))),
-            "env.create" => self.env_create(call).await,
-            "env.list" => self.env_list(call).await,
-            "env.info" => self.env_info(call).await,
-            "env.start" | "env.stop" | "env.restart" | "env.destroy" => self.env_lifecycle(call).await,
-            "env.extend" => self.env_extend(call).await,
-            "env.keep" => self.env_keep(call).await,
-            "app.deploy" => self.app_deploy(call).await,
-            "app.list" => self.app_list(call).await,
-            "app.info" => self.app_info(call).await,
-            "app.logs" => self.app_logs(call).await,
-            "app.restart" | "app.stop" | "app.start" | "app.update" | "app.remove" => {
-                self.app_job(call).await
-            }
-            "quota" => self.quota(call).await,
-            "jobs" => self.jobs(call).await,
-            "job" => self.job(call).await,
-            "approval.approve" => self.approve(call).await,
-            "approval.deny" => self.deny(call).await,
-            "keys.add" => self.keys_add(call).await,
-            "keys.list" => self.keys_list(call).await,
-            "keys.remove" => self.keys_remove(call).await,
-            other => Ok(Reply::private(format!(
-                "⚠️ {} is defined in {} with action '{other}', which this Slipway does not know; fix the command file",
-                call.spec.display_path(),
-                self.catalog.groups.iter().find(|g| g.name == call.spec.path[0]).map(|g| g.file.as_str()).unwrap_or("commands/")
+        use Action::*;
+        match call.spec.action {
+            Help => Ok(Reply::private(crate::chat::render::help(&self.catalog))),
+            Profiles => Ok(Reply::private(crate::chat::render::profiles(
+                &self.catalog.profiles,
             ))),
+            EnvCreate => self.env_create(call).await,
+            EnvList => self.env_list(call).await,
+            EnvInfo => self.env_info(call).await,
+            EnvStart => self.env_lifecycle(call, JobKind::Start).await,
+            EnvStop => self.env_lifecycle(call, JobKind::Stop).await,
+            EnvRestart => self.env_lifecycle(call, JobKind::Restart).await,
+            EnvDestroy => self.env_lifecycle(call, JobKind::Destroy).await,
+            EnvExtend => self.env_extend(call).await,
+            EnvKeep => self.env_keep(call).await,
+            AppDeploy => self.app_deploy(call).await,
+            AppList => self.app_list(call).await,
+            AppInfo => self.app_info(call).await,
+            AppLogs => self.app_logs(call).await,
+            AppRestart => self.app_job(call, JobKind::Restart).await,
+            AppStop => self.app_job(call, JobKind::Stop).await,
+            AppStart => self.app_job(call, JobKind::Start).await,
+            AppUpdate => self.app_job(call, JobKind::Update).await,
+            AppRemove => self.app_job(call, JobKind::Destroy).await,
+            Quota => self.quota(call).await,
+            Jobs => self.jobs(call).await,
+            Job => self.job(call).await,
+            ApprovalApprove => self.approve(call).await,
+            ApprovalDeny => self.deny(call).await,
+            KeysAdd => self.keys_add(call).await,
+            KeysList => self.keys_list(call).await,
+            KeysRemove => self.keys_remove(call).await,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The SSH public keys people added (`/keys add`), per person.
 
 use super::{audit, now, Store, StoreError};
+use crate::catalog::command::Action;
 use crate::domain::ssh_key::SshKey;
 use rusqlite::params;
 
@@ -50,7 +51,7 @@ impl Store {
                     "INSERT INTO ssh_keys (owner, fingerprint, line, kind, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                     params![owner, key.fingerprint, key.line, key.kind, now()],
                 )?;
-                audit(&tx, &owner, "keys.add", &key.fingerprint, "added", &key.kind)?;
+                audit(&tx, &owner, Action::KeysAdd.name(), &key.fingerprint, "added", &key.kind)?;
                 KeyAdded::Added
             };
             tx.commit()?;
@@ -93,7 +94,14 @@ impl Store {
                 params![owner, fingerprint],
             )?;
             if n > 0 {
-                audit(&tx, &owner, "keys.remove", &fingerprint, "removed", "")?;
+                audit(
+                    &tx,
+                    &owner,
+                    Action::KeysRemove.name(),
+                    &fingerprint,
+                    "removed",
+                    "",
+                )?;
             }
             tx.commit()?;
             Ok(n > 0)

@@ -21,6 +21,7 @@ mod apps_registry;
 mod apps_stop_start;
 mod apps_tls;
 mod apps_update;
+mod catalog_actions;
 mod core_approval;
 mod core_create;
 mod core_failures;

@@ -1,7 +1,7 @@
 //! Loading `commands/*.toml`: the raw TOML shapes and their validation into
 //! [`CommandGroup`]s, with every problem reported against its file.
 
-use super::{ChoiceSource, CommandGroup, CommandSpec, OptionKind, OptionSpec, Permission};
+use super::{Action, ChoiceSource, CommandGroup, CommandSpec, OptionKind, OptionSpec, Permission};
 use crate::catalog::Problem;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -39,6 +39,9 @@ struct RawLeaf {
     #[serde(default)]
     permission: Permission,
     action: Option<String>,
+    /// The reply is for the caller only (Discord: an ephemeral answer).
+    #[serde(default)]
+    private: bool,
     #[serde(default)]
     options: Vec<RawOption>,
     #[serde(default)]
@@ -73,11 +76,11 @@ pub(in crate::catalog) fn load_file(
             leaves.push(spec);
         }
     } else {
-        if !raw.options.is_empty() || raw.action.is_some() {
+        if !raw.options.is_empty() || raw.action.is_some() || raw.private {
             problems.push(Problem::new(
                 &file,
                 format!(
-                    "command {}: has subcommands, so options and action belong to them",
+                    "command {}: has subcommands, so options, action and private belong to them",
                     raw.name
                 ),
             ));
@@ -127,12 +130,19 @@ fn leaf(
 ) -> Option<CommandSpec> {
     let where_ = path.join(" ");
     check_name(file, &raw.name, problems);
-    let Some(action) = raw.action.clone() else {
+    let Some(value) = raw.action.as_deref() else {
         problems.push(Problem::new(
             file,
             format!("{where_}: missing `action` (the handler to run)"),
         ));
         return None;
+    };
+    let action = match value.parse::<Action>() {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(Problem::new(file, format!("{where_}: {e}")));
+            return None;
+        }
     };
     if raw.description.is_empty() || raw.description.chars().count() > 100 {
         problems.push(Problem::new(
@@ -140,73 +150,18 @@ fn leaf(
             format!("{where_}: description must be 1-100 characters"),
         ));
     }
-    let mut options = Vec::new();
     let mut seen_optional = false;
-    for (i, o) in raw.options.iter().enumerate() {
-        check_name(file, &o.name, problems);
-        let regex = match o.regex.as_deref().map(regex::Regex::new) {
-            Some(Ok(r)) => Some(r),
-            Some(Err(e)) => {
-                problems.push(Problem::new(
-                    file,
-                    format!("{where_}: option {}: bad regex: {e}", o.name),
-                ));
-                None
-            }
-            None => None,
-        };
-        if o.kind == OptionKind::Choice && o.choices.is_empty() && o.choices_from.is_none() {
-            problems.push(Problem::new(
-                file,
-                format!(
-                    "{where_}: option {}: a choice needs `choices` or `choices_from`",
-                    o.name
-                ),
-            ));
-        }
-        if o.rest && (i + 1 != raw.options.len() || o.kind != OptionKind::String) {
-            problems.push(Problem::new(
-                file,
-                format!(
-                    "{where_}: option {}: only the last option, a string, may take the rest of the line",
-                    o.name
-                ),
-            ));
-        }
-        if o.repeat && (o.kind != OptionKind::String || o.required || o.rest) {
-            problems.push(Problem::new(
-                file,
-                format!(
-                    "{where_}: option {}: only an optional string option may repeat",
-                    o.name
-                ),
-            ));
-        }
-        if o.required && seen_optional {
-            problems.push(Problem::new(
-                file,
-                format!(
-                    "{where_}: option {}: required options come before optional ones",
-                    o.name
-                ),
-            ));
-        }
-        seen_optional |= !o.required;
-        options.push(OptionSpec {
-            name: o.name.clone(),
-            description: o.description.clone(),
-            kind: o.kind,
-            required: o.required,
-            min: o.min,
-            max: o.max,
-            regex,
-            max_length: o.max_length,
-            choices: o.choices.clone(),
-            choices_from: o.choices_from,
-            rest: o.rest,
-            repeat: o.repeat,
-        });
-    }
+    let options = raw
+        .options
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let last = i + 1 == raw.options.len();
+            let spec = option(file, &where_, o, last, seen_optional, problems);
+            seen_optional |= !o.required;
+            spec
+        })
+        .collect();
     let mut env = minijinja::Environment::new();
     for (key, template) in &raw.replies {
         if let Err(e) = env.add_template_owned(key.clone(), template.clone()) {
@@ -221,7 +176,61 @@ fn leaf(
         description: raw.description.clone(),
         permission: raw.permission,
         action,
+        private: raw.private,
         options,
         replies: raw.replies.clone(),
     })
+}
+
+/// Validates one option of the command at `where_`; `last`: it is the last
+/// option, `after_optional`: an optional one comes before it.
+fn option(
+    file: &str,
+    where_: &str,
+    o: &RawOption,
+    last: bool,
+    after_optional: bool,
+    problems: &mut Vec<Problem>,
+) -> OptionSpec {
+    check_name(file, &o.name, problems);
+    let mut refuse = |why: &str| {
+        problems.push(Problem::new(
+            file,
+            format!("{where_}: option {}: {why}", o.name),
+        ))
+    };
+    let regex = match o.regex.as_deref().map(regex::Regex::new) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            refuse(&format!("bad regex: {e}"));
+            None
+        }
+        None => None,
+    };
+    if o.kind == OptionKind::Choice && o.choices.is_empty() && o.choices_from.is_none() {
+        refuse("a choice needs `choices` or `choices_from`");
+    }
+    if o.rest && (!last || o.kind != OptionKind::String) {
+        refuse("only the last option, a string, may take the rest of the line");
+    }
+    if o.repeat && (o.kind != OptionKind::String || o.required || o.rest) {
+        refuse("only an optional string option may repeat");
+    }
+    if o.required && after_optional {
+        refuse("required options come before optional ones");
+    }
+    OptionSpec {
+        name: o.name.clone(),
+        description: o.description.clone(),
+        kind: o.kind,
+        required: o.required,
+        min: o.min,
+        max: o.max,
+        regex,
+        max_length: o.max_length,
+        choices: o.choices.clone(),
+        choices_from: o.choices_from,
+        rest: o.rest,
+        repeat: o.repeat,
+    }
 }

@@ -6,9 +6,12 @@
 //! This module holds the validated specs and the parsed values; `load` reads
 //! and checks the definition files, `parse` reads a line.
 
+mod action;
 mod load;
 mod parse;
 
+pub(super) use action::check_options;
+pub use action::{Action, Needed, UnknownAction};
 pub(super) use load::load_file;
 pub use parse::{parse, ParseError};
 
@@ -36,6 +39,19 @@ pub enum OptionKind {
     Boolean,
     Duration,
     Choice,
+}
+
+impl OptionKind {
+    /// The name definition files use for it (`type = "integer"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            OptionKind::String => "string",
+            OptionKind::Integer => "integer",
+            OptionKind::Boolean => "boolean",
+            OptionKind::Duration => "duration",
+            OptionKind::Choice => "choice",
+        }
+    }
 }
 
 /// Where a choice option's allowed values come from.
@@ -74,8 +90,10 @@ pub struct CommandSpec {
     pub path: Vec<String>,
     pub description: String,
     pub permission: Permission,
-    /// The handler's name, e.g. `env.create`.
-    pub action: String,
+    /// The handler it runs.
+    pub action: Action,
+    /// Its reply is for the caller only (Discord defers it ephemerally).
+    pub private: bool,
     pub options: Vec<OptionSpec>,
     /// Reply templates by outcome (minijinja).
     pub replies: BTreeMap<String, String>,
@@ -134,11 +152,27 @@ pub enum ArgValue {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Invocation {
     pub command: String,
-    pub action: String,
+    pub action: Action,
     pub args: BTreeMap<String, ArgValue>,
 }
 
 impl Invocation {
+    /// Handlers read only the options their action declares in
+    /// [`Action::options`], as that is what the load-time check holds the
+    /// definition files to: in debug builds, a handler reading anything else
+    /// (or as another type) is a bug caught here. (Adapters and tests read
+    /// the accessors below directly, and may ask any command for any name.)
+    pub(crate) fn declared(&self, name: &str, kinds: &[OptionKind]) -> &Self {
+        debug_assert!(
+            self.action
+                .option(name)
+                .is_some_and(|o| kinds.contains(&o.kind)),
+            "action {} reads option '{name}' as {kinds:?}, which Action::options does not declare",
+            self.action
+        );
+        self
+    }
+
     pub fn str(&self, name: &str) -> Option<&str> {
         match self.args.get(name) {
             Some(ArgValue::Str(s)) => Some(s),

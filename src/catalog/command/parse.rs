@@ -67,7 +67,7 @@ pub fn parse(
         spec.clone(),
         Invocation {
             command: spec.path.join(" "),
-            action: spec.action.clone(),
+            action: spec.action,
             args,
         },
     ))
@@ -131,7 +131,7 @@ fn parse_args(
                     "{}: missing {}:<{}> ({}); usage: {}",
                     spec.display_path(),
                     opt.name,
-                    format!("{:?}", opt.kind).to_lowercase(),
+                    opt.kind.name(),
                     opt.description,
                     spec.usage()
                 )))
@@ -220,6 +220,7 @@ fn typed(opt: &OptionSpec, choices: &ChoiceValues, value: &str) -> Result<ArgVal
 #[cfg(test)]
 mod tests {
     use super::super::load::load_file;
+    use super::super::Action;
     use super::*;
     use std::time::Duration;
 
@@ -233,16 +234,34 @@ description = "Environments"
 [[subcommands]]
 name = "create"
 description = "Create one"
-action = "env.create"
+action = "ENV_CREATE"
 options = [
   { name = "profile", description = "profile", type = "choice", choices_from = "profiles", required = true },
   { name = "name", description = "hostname", type = "string", required = true, max_length = 63 },
   { name = "cpu", description = "cores", type = "integer", min = 1, max = 64 },
   { name = "ttl", description = "lifetime", type = "duration" },
   { name = "dry-run", description = "plan only", type = "boolean" },
+]
+"#
+            .replace("ENV_CREATE", Action::EnvCreate.name()),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("app.toml"),
+            r#"
+name = "app"
+description = "Apps"
+[[subcommands]]
+name = "deploy"
+description = "Deploy one"
+action = "APP_DEPLOY"
+options = [
+  { name = "image", description = "image", type = "string", required = true },
+  { name = "name", description = "app name", type = "string", required = true },
   { name = "env", description = "KEY=VALUE", type = "string", repeat = true, max_length = 20 },
 ]
-"#,
+"#
+            .replace("APP_DEPLOY", Action::AppDeploy.name()),
         )
         .unwrap();
         std::fs::write(
@@ -250,18 +269,19 @@ options = [
             r#"
 name = "deny"
 description = "Deny a request"
-action = "approval.deny"
+action = "APPROVAL_DENY"
 permission = "admin"
 options = [
   { name = "id", description = "request id", type = "integer", required = true },
   { name = "reason", description = "why", type = "string", required = true, rest = true },
 ]
-"#,
+"#
+            .replace("APPROVAL_DENY", Action::ApprovalDeny.name()),
         )
         .unwrap();
         let mut problems = Vec::new();
         let mut out = Vec::new();
-        for f in ["env.toml", "deny.toml"] {
+        for f in ["env.toml", "app.toml", "deny.toml"] {
             out.push(load_file(&dir.path().join(f), &mut problems).unwrap());
         }
         assert!(problems.is_empty(), "{problems:?}");
@@ -283,7 +303,7 @@ options = [
             "/env create profile:web-app name:shop cpu:2 ttl:3d",
         )
         .unwrap();
-        assert_eq!(inv.action, "env.create");
+        assert_eq!(inv.action, Action::EnvCreate);
         assert_eq!(inv.int("cpu"), Some(2));
         assert_eq!(inv.duration("ttl"), Some(Duration::from_secs(3 * 86400)));
     }
@@ -293,7 +313,7 @@ options = [
         let (_, inv) = parse(
             &groups(),
             &choices(),
-            "/env create web-app shop env:A=1 env:B=x:y \"env:C=two words\"",
+            "/app deploy nginx shop env:A=1 env:B=x:y \"env:C=two words\"",
         )
         .unwrap();
         assert_eq!(inv.strs("env"), vec!["A=1", "B=x:y", "C=two words"]);
@@ -305,7 +325,7 @@ options = [
         let err = parse(
             &groups(),
             &choices(),
-            &format!("/env create web-app shop env:A=1 env:B={}", "x".repeat(30)),
+            &format!("/app deploy nginx shop env:A=1 env:B={}", "x".repeat(30)),
         )
         .unwrap_err();
         assert!(err.0.contains("more than the 20 allowed"), "{err}");

@@ -16,6 +16,7 @@ pub mod interactions;
 pub mod sink;
 
 use crate::app::App;
+use crate::catalog::command::{Action, Invocation};
 use crate::catalog::Catalog;
 use crate::chat::{ChatError, ChatSink, Inbound, Reply, ReplyTo};
 use crate::dispatch::Dispatcher;
@@ -39,20 +40,6 @@ use tokio_util::task::TaskTracker;
 
 /// Message flag EPHEMERAL: only the person who asked sees it.
 const EPHEMERAL: u64 = 1 << 6;
-
-/// Commands whose reply is for the caller only: their deferred answer is ephemeral.
-const PRIVATE_ACTIONS: &[&str] = &[
-    "help",
-    "profiles",
-    "env.list",
-    "env.info",
-    "quota",
-    "jobs",
-    "job",
-    "keys.add",
-    "keys.list",
-    "keys.remove",
-];
 
 /// The running Discord adapter.
 pub struct Discord {
@@ -213,9 +200,8 @@ impl Discord {
     fn command(self: &Arc<Self>, cmd: CommandInteraction) -> Value {
         let line = commands::command_line(&cmd.data);
         let private = match self.catalog.parse(&line) {
-            Ok((spec, inv)) => {
-                PRIVATE_ACTIONS.contains(&spec.action.as_str()) || inv.flag("dry-run")
-            }
+            // `private = true` in its definition: the deferred answer is ephemeral.
+            Ok((spec, inv)) => spec.private || is_dry_run(&inv),
             Err(_) => true,
         };
         let origin = Origin {
@@ -388,18 +374,16 @@ impl Discord {
             interaction: origin.interaction.clone(),
         };
         let parsed = self.catalog.parse(&line).ok();
-        let action = parsed
-            .as_ref()
-            .map(|(s, _)| s.action.clone())
-            .unwrap_or_default();
         let mut new_thread = None;
-        if let Some((_, inv)) = &parsed {
-            if action == "env.create" && !inv.flag("dry-run") {
+        if let Some((spec, inv)) = &parsed {
+            if spec.action == Action::EnvCreate && !is_dry_run(inv) {
                 new_thread =
                     cards::open_thread(self, inv.str("name").unwrap_or("environment")).await;
                 reply_to.thread = new_thread.map(|t| t.to_string());
-            } else if action.starts_with("env.") {
-                reply_to.thread = cards::env_thread_by_name(self, inv.str("name")).await;
+            } else if spec.action.on_environments() {
+                // `/env list` has no name, so no thread.
+                let name = spec.action.option("name").and_then(|_| inv.str("name"));
+                reply_to.thread = cards::env_thread_by_name(self, name).await;
             }
         }
         let inbound = Inbound {
@@ -505,6 +489,11 @@ pub async fn sync_commands(
         &commands::definitions(catalog),
     )
     .await
+}
+
+/// `/env create … dry-run:true`: only a plan, shown to the caller alone.
+fn is_dry_run(inv: &Invocation) -> bool {
+    inv.action == Action::EnvCreate && inv.flag("dry-run")
 }
 
 #[cfg(test)]

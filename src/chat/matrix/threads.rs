@@ -32,15 +32,16 @@ pub(crate) async fn route(
     let Ok((spec, inv)) = shared.dispatcher.catalog.parse(line) else {
         return stay();
     };
-    let Some(name) = inv.str("name") else {
-        return stay();
-    };
-    match spec.action.as_str() {
+    use crate::catalog::command::Action::*;
+    // Required by each action below, so given once the line parsed.
+    let name = || inv.str("name").unwrap_or_default();
+    match spec.action {
         // Someone in no team is refused: no thread for that.
-        "env.create"
+        EnvCreate
             if !inv.flag("dry-run")
                 && !teams_of(&shared.dispatcher.config.teams, actor).is_empty() =>
         {
+            let name = name();
             let room = shared
                 .status_room
                 .as_ref()
@@ -66,8 +67,8 @@ pub(crate) async fn route(
                 }
             }
         }
-        "env.start" | "env.stop" | "env.restart" | "env.destroy" | "env.extend" | "env.keep" => {
-            match thread_of(shared, name).await {
+        EnvStart | EnvStop | EnvRestart | EnvDestroy | EnvExtend | EnvKeep => {
+            match thread_of(shared, name()).await {
                 Some(to) => Routed {
                     reply_to: to,
                     new_thread: false,

@@ -3,6 +3,7 @@
 //! what was fine when asked is not queued if it no longer fits.
 
 use super::{env_row, set_env_state, usage, EnvRecord, ENV_COLUMNS};
+use crate::catalog::command::Action;
 use crate::domain::lifecycle::EnvState;
 use crate::domain::policy::{self, ApprovalReason};
 use crate::domain::quota::{self, Quota, QuotaCheck};
@@ -91,7 +92,7 @@ impl Store {
             )?;
             let check = quota::check(&quota, usage(&tx, &a.team)?, &env.resources);
             if let Err(why) = policy::approval_allowed(&check, a.over_quota, override_quota) {
-                audit(&tx, &decider, "approval.approve", &format!("request {id}"), "refused", &why)?;
+                audit(&tx, &decider, Action::ApprovalApprove.name(), &format!("request {id}"), "refused", &why)?;
                 tx.commit()?;
                 return Ok(Decided::Refused(why));
             }
@@ -103,7 +104,7 @@ impl Store {
                 return Err(StoreError::Corrupt(format!("request {id}'s environment is not pending")));
             }
             let job_id = insert_job(&tx, a.env_id, &job)?;
-            audit(&tx, &decider, "approval.approve", &format!("request {id}"), "approved", &format!("job {job_id}"))?;
+            audit(&tx, &decider, Action::ApprovalApprove.name(), &format!("request {id}"), "approved", &format!("job {job_id}"))?;
             tx.commit()?;
             Ok(Decided::Approved { job_id, check })
         })
@@ -130,7 +131,7 @@ impl Store {
                 params![id, decider, now(), reason],
             )?;
             set_env_state(&tx, a.env_id, &[EnvState::PendingApproval], EnvState::Denied, Some(&reason))?;
-            audit(&tx, &decider, "approval.deny", &format!("request {id}"), "denied", &reason)?;
+            audit(&tx, &decider, Action::ApprovalDeny.name(), &format!("request {id}"), "denied", &reason)?;
             tx.commit()?;
             Ok(Decided::Denied)
         })

@@ -4,6 +4,7 @@
 //! concurrent requests can never overshoot.
 
 use super::{live_by_name, usage};
+use crate::catalog::command::Action;
 use crate::domain::lifecycle::EnvState;
 use crate::domain::policy::{ApprovalReason, Decision};
 use crate::domain::quota::{self, Quota, QuotaCheck, Resources};
@@ -127,7 +128,7 @@ impl Store {
                     let env_id = insert_env(&tx, &env, EnvState::Queued)?;
                     extra(&tx, env_id)?;
                     let job_id = insert_job(&tx, env_id, &job)?;
-                    audit(&tx, &env.owner, "env.create", &env.name, "approved", &format!("job {job_id}"))?;
+                    audit(&tx, &env.owner, Action::EnvCreate.name(), &env.name, "approved", &format!("job {job_id}"))?;
                     Submitted::Queued { env_id, job_id, check }
                 }
                 Decision::AwaitApproval(reason) => {
@@ -143,11 +144,11 @@ impl Store {
                         ],
                     )?;
                     let approval_id = tx.last_insert_rowid();
-                    audit(&tx, &env.owner, "env.create", &env.name, "pending approval", &reason.describe())?;
+                    audit(&tx, &env.owner, Action::EnvCreate.name(), &env.name, "pending approval", &reason.describe())?;
                     Submitted::Pending { env_id, approval_id, reason, check }
                 }
                 Decision::Deny(reason) => {
-                    audit(&tx, &env.owner, "env.create", &env.name, "refused", &reason)?;
+                    audit(&tx, &env.owner, Action::EnvCreate.name(), &env.name, "refused", &reason)?;
                     Submitted::Denied { reason }
                 }
             };
