@@ -147,7 +147,7 @@ fn validate(raw: RawConfig, base: &Path, path: &Path, problems: &mut Vec<Problem
     let worker = runtime::worker(&raw.worker, f, problems);
     let policy = runtime::policy(&raw.policy);
     let http_listen = runtime::http_listen(raw.http.as_ref(), f, problems);
-    let provision = runtime::provision(&raw.provision, base);
+    let provision = runtime::provision(&raw.provision, base, f, problems);
     let lifetimes = runtime::lifetimes(&raw.lifetimes, f, problems);
     let reconcile = runtime::reconcile(&raw.reconcile, f, problems);
     let publish = crate::provider::publish::config::validate(raw.publish, base, f, problems);

@@ -78,6 +78,12 @@ pub(super) struct RawProvision {
     enabled: bool,
     /// Working directory of post-provision commands, relative to the config file.
     workdir: Option<String>,
+    /// The user post-provisioning logs in as (`{{ ssh.user }}`).
+    #[serde(default = "default_ssh_user")]
+    ssh_user: String,
+    /// How long a new guest may take until its sshd accepts Slipway's key.
+    #[serde(default = "default_ssh_wait")]
+    ssh_wait: String,
 }
 
 impl Default for RawProvision {
@@ -85,8 +91,18 @@ impl Default for RawProvision {
         RawProvision {
             enabled: true,
             workdir: None,
+            ssh_user: default_ssh_user(),
+            ssh_wait: default_ssh_wait(),
         }
     }
+}
+
+fn default_ssh_user() -> String {
+    "root".into()
+}
+
+fn default_ssh_wait() -> String {
+    "5m".into()
 }
 
 fn yes() -> bool {
@@ -171,6 +187,8 @@ pub struct PolicyConfig {
 pub struct ProvisionConfig {
     pub enabled: bool,
     pub workdir: PathBuf,
+    pub ssh_user: String,
+    pub ssh_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -230,7 +248,28 @@ pub(super) fn http_listen(
     })
 }
 
-pub(super) fn provision(raw: &RawProvision, base: &Path) -> ProvisionConfig {
+pub(super) fn provision(
+    raw: &RawProvision,
+    base: &Path,
+    f: &str,
+    problems: &mut Vec<Problem>,
+) -> ProvisionConfig {
+    let user_ok = !raw.ssh_user.is_empty()
+        && raw.ssh_user.len() <= 32
+        && raw
+            .ssh_user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !raw.ssh_user.starts_with('-');
+    if !user_ok {
+        problems.push(Problem::new(
+            f,
+            format!(
+                "provision.ssh_user: '{}' is not a user name (letters, digits, _ - . and at most 32 of them; e.g. \"root\")",
+                raw.ssh_user
+            ),
+        ));
+    }
     ProvisionConfig {
         enabled: raw.enabled,
         workdir: raw
@@ -238,6 +277,8 @@ pub(super) fn provision(raw: &RawProvision, base: &Path) -> ProvisionConfig {
             .as_deref()
             .map(|w| resolve(base, w))
             .unwrap_or_else(|| base.to_path_buf()),
+        ssh_user: raw.ssh_user.clone(),
+        ssh_wait: duration(&raw.ssh_wait, "provision.ssh_wait", f, problems),
     }
 }
 
