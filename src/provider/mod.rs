@@ -75,6 +75,7 @@ pub struct Guest {
 }
 
 mod error;
+pub mod guest_ssh;
 pub mod ssh_identity;
 pub use error::{ErrorKind, ProviderError};
 

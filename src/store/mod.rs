@@ -6,6 +6,7 @@
 pub mod apps;
 pub mod chat_refs;
 pub mod envs;
+pub mod host_keys;
 pub mod jobs;
 pub mod lifetimes;
 pub mod reconcile;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0008_hot_indexes.sql"),
     include_str!("../../migrations/0009_step_ids.sql"),
     include_str!("../../migrations/0010_ssh_keys.sql"),
+    include_str!("../../migrations/0011_host_keys.sql"),
 ];
 
 fn migrations() -> Migrations<'static> {
