@@ -134,6 +134,24 @@ pub struct PostStep {
     pub timeout: Duration,
 }
 
+impl PostStep {
+    /// Whether the step logs in to the guest: it uses `{{ ssh.* }}`, so
+    /// Slipway reaches the guest and learns its host key before it runs.
+    pub fn logs_in(&self) -> bool {
+        self.uses("ssh")
+    }
+
+    /// Whether an argument uses the value `name` (`address`, `ssh`, …).
+    pub fn uses(&self, name: &str) -> bool {
+        let env = minijinja::Environment::new();
+        self.command.iter().any(|arg| {
+            env.template_from_str(arg)
+                .map(|t| t.undeclared_variables(false).contains(name))
+                .unwrap_or(false)
+        })
+    }
+}
+
 /// A validated profile.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Profile {

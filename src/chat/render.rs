@@ -213,7 +213,16 @@ pub fn env_list(envs: &[EnvRecord], now: i64) -> String {
     out
 }
 
-pub fn env_info(e: &EnvRecord, live: Option<&ContainerStatus>, now: i64) -> String {
+/// What Proxmox says about an environment's guest right now.
+pub enum Live {
+    Running(ContainerStatus),
+    /// Proxmox answered: there is no such guest.
+    Missing,
+    /// Proxmox could not be asked (the error).
+    Unknown(String),
+}
+
+pub fn env_info(e: &EnvRecord, live: &Live, login: Option<&str>, now: i64) -> String {
     let mut out = format!(
         "{}\n  team {}, owner {}, created {}",
         env_line(e, now),
@@ -224,22 +233,38 @@ pub fn env_info(e: &EnvRecord, live: Option<&ContainerStatus>, now: i64) -> Stri
     if let Some(reason) = &e.reason {
         out.push_str(&format!("\n  reason: {reason}"));
     }
+    if let Some(login) = login {
+        out.push_str(login);
+    }
     match live {
-        Some(s) => out.push_str(&format!(
-            "\n  live: {}, CPU {:.0}% of {} cores, memory {} / {} MB, up {}",
+        Live::Running(s) => out.push_str(&format!(
+            "\n  live: {}, CPU {:.0}% of {} {}, memory {} / {} MB, up {}",
             s.status,
             s.cpu * 100.0,
             s.cpus,
+            plural(s.cpus as u64, "core", "cores"),
             s.mem / (1024 * 1024),
             s.maxmem / (1024 * 1024),
             duration(Duration::from_secs(s.uptime))
         )),
-        None if e.vmid.is_some() && !e.state.is_ended() => {
+        Live::Missing if e.vmid.is_some() && !e.state.is_ended() => {
             out.push_str("\n  live: the container is not in Proxmox")
         }
-        None => {}
+        Live::Missing => {}
+        Live::Unknown(why) => out.push_str(&format!(
+            "\n  live: unknown, Proxmox could not be asked ({why}); try again shortly"
+        )),
     }
     out
+}
+
+/// `one` for 1, else `many`.
+pub fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
 }
 
 fn limit(v: Option<u32>) -> String {
@@ -409,6 +434,36 @@ pub fn keys(list: &[crate::store::ssh_keys::StoredKey]) -> String {
 }
 
 /// Said when a person has no key: how to add one.
+/// A step needs the guest's address and the guest reported none.
+pub fn no_address(env: &str) -> String {
+    format!(
+        "{env} has no IPv4 address, which this step needs; the guest reported none. Check DHCP \
+         on the profile's bridge, raise proxmox.address_wait, or give the profile \
+         network.ip = \"pool\""
+    )
+}
+
+/// `wait for network` ran out of time.
+pub fn no_address_within(env: &str, vmid: u32, wait: Duration) -> String {
+    format!(
+        "CT {vmid} ({env}) reported no usable IPv4 address within {}; check DHCP on the \
+         profile's bridge, raise proxmox.address_wait, or give the profile network.ip = \"pool\"",
+        duration(wait)
+    )
+}
+
+/// How to log in, in `/env info`: the command and the host key to expect.
+pub fn login_lines(user: &str, address: Option<&str>, host_key: Option<&str>) -> String {
+    let Some(address) = address else {
+        return "\n  login: no address reported yet".into();
+    };
+    let mut out = format!("\n  login: ssh {user}@{address}");
+    if let Some(fp) = host_key {
+        out.push_str(&format!("\n  host key: {fp}"));
+    }
+    out
+}
+
 pub const NO_KEYS: &str = "🔑 You have no SSH key with Slipway, so you cannot log in to what you create. Add one: /keys add key:\"ssh-ed25519 AAAA… you@laptop\" (one line of your .pub file; ssh-keygen -t ed25519 makes one)";
 
 /// The answer to `/keys remove`.

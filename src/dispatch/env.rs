@@ -45,6 +45,7 @@ pub(crate) fn create_options(
             .iter()
             .map(|s| s.name.clone())
             .collect(),
+        reach_ssh: profile.post_provision.iter().any(|s| s.logs_in()),
         initial_snapshot: profile.initial_snapshot,
     }
 }
@@ -317,19 +318,27 @@ impl Dispatcher {
         };
         let live = match env.vmid {
             Some(vmid) => match self.compute.status(&env.node, vmid).await {
-                Ok(s) => s,
-                Err(e) => {
-                    return Ok(Reply::private(format!(
-                        "{}\n  live: could not ask Proxmox: {e}",
-                        render::env_info(&env, None, self.clock.now())
-                    )))
-                }
+                Ok(Some(s)) => render::Live::Running(s),
+                Ok(None) => render::Live::Missing,
+                Err(e) => render::Live::Unknown(e.to_string()),
             },
-            None => None,
+            None => render::Live::Missing,
         };
+        let host_keys = self.store.host_keys(env.id).await?;
+        let host_key = host_keys
+            .as_deref()
+            .and_then(crate::provider::guest_ssh::preferred_fingerprint);
+        let login = (!env.is_app() && !env.state.is_ended()).then(|| {
+            render::login_lines(
+                &self.config.provision.ssh_user,
+                env.address.as_deref(),
+                host_key.as_deref(),
+            )
+        });
         Ok(Reply::private(render::env_info(
             &env,
-            live.as_ref(),
+            &live,
+            login.as_deref(),
             self.clock.now(),
         )))
     }

@@ -114,6 +114,8 @@ pub struct CreateOptions {
     pub static_ip: bool,
     pub ha: bool,
     pub post_provision: Vec<String>,
+    /// A post-provision step logs in to the guest (`{{ ssh.* }}`).
+    pub reach_ssh: bool,
     pub initial_snapshot: bool,
     /// An HTTP route to a domain.
     pub route: bool,
@@ -138,6 +140,9 @@ pub fn plan(kind: JobKind, create: &CreateOptions) -> Vec<Step> {
             ]);
             if create.ha {
                 steps.push(Step::AddHa);
+            }
+            if create.reach_ssh {
+                steps.push(Step::ReachSsh);
             }
             steps.extend(
                 create
@@ -191,6 +196,7 @@ mod tests {
                 static_ip: true,
                 ha: true,
                 post_provision: vec!["install packages".into()],
+                reach_ssh: true,
                 initial_snapshot: true,
                 route: true,
                 dns: true,

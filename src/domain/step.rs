@@ -12,6 +12,8 @@ pub enum Step {
     StartContainer,
     AwaitAddress,
     AddHa,
+    /// Logs in with Slipway's key and records the guest's host key (first use).
+    ReachSsh,
     PostProvision(String),
     InitialSnapshot,
     MarkReady,
@@ -52,6 +54,7 @@ const FIXED: &[(Step, &str, &str)] = &[
     (Step::StartContainer, "start_guest", "start container"),
     (Step::AwaitAddress, "await_address", "wait for network"),
     (Step::AddHa, "add_ha", "add HA resource"),
+    (Step::ReachSsh, "reach_ssh", "wait for SSH"),
     (
         Step::InitialSnapshot,
         "initial_snapshot",
@@ -186,6 +189,7 @@ mod tests {
                 | Step::StartContainer
                 | Step::AwaitAddress
                 | Step::AddHa
+                | Step::ReachSsh
                 | Step::PostProvision(_)
                 | Step::InitialSnapshot
                 | Step::MarkReady
@@ -220,7 +224,7 @@ mod tests {
     #[test]
     fn ids_and_labels_are_unique_and_ids_parse_back() {
         let all = every_step();
-        assert_eq!(all.len(), 31, "a step was added: give it an id and a label");
+        assert_eq!(all.len(), 32, "a step was added: give it an id and a label");
         let mut ids = std::collections::HashSet::new();
         let mut labels = std::collections::HashSet::new();
         for s in &all {

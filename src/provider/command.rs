@@ -16,13 +16,27 @@ pub struct StepValues {
     pub hostname: String,
     pub vmid: u32,
     pub node: String,
-    pub address: String,
+    /// Absent when the guest reported none (a step that uses it checks first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
     pub team: String,
     pub profile: String,
     pub packages: Vec<String>,
     /// For profiles with `docker_tls = true`: dockerd's certificate files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker_tls: Option<crate::provider::docker::server_cert::DockerdTls>,
+    /// For steps that log in to the guest: how.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh: Option<SshValues>,
+}
+
+/// `{{ ssh.user }}`, `{{ ssh.key_file }}` (Slipway's private key) and
+/// `{{ ssh.known_hosts }}` (a file with the host key recorded at first contact).
+#[derive(Debug, Clone, Serialize)]
+pub struct SshValues {
+    pub user: String,
+    pub key_file: String,
+    pub known_hosts: String,
 }
 
 /// Why a program failed.
@@ -162,11 +176,12 @@ mod tests {
             hostname: "shop".into(),
             vmid: 200,
             node: "pve1".into(),
-            address: "10.0.0.5".into(),
+            address: Some("10.0.0.5".into()),
             team: "web".into(),
             profile: "web-app".into(),
             packages: vec!["nginx".into(), "curl".into()],
             docker_tls: None,
+            ssh: None,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use super::data::{DeleteGuestData, ShutdownData, TaskData};
 use super::{JobRun, StepCx, StepError};
-use crate::domain::lifecycle::{JobKind, StepState};
+use crate::domain::lifecycle::{JobKind, Step, StepState};
 use std::time::Duration;
 
 /// The tag that marks every container Slipway owns.
@@ -129,12 +129,20 @@ impl StepCx<'_> {
                 return Ok(StepState::Done);
             }
             if started.elapsed() >= wait {
+                if needs_address(run, self.profile(run).ok(), self.config.provision.enabled) {
+                    return Err(StepError(crate::chat::render::no_address_within(
+                        &run.env.name,
+                        vmid,
+                        wait,
+                    )));
+                }
                 self.store
                     .log(
                         run.job.id,
                         "warn",
                         format!(
-                            "no address reported within {}; continuing without one",
+                            "no address reported within {}; nothing in this job needs one, \
+                             so it goes on (the reconcile loop records it when it comes)",
                             crate::chat::render::duration(wait)
                         ),
                     )
@@ -423,4 +431,26 @@ impl StepCx<'_> {
         }
         Ok(())
     }
+}
+
+/// Whether a later step of the job needs the guest's address.
+/// Steps that run only when `provision.enabled` are left out when it is false.
+fn needs_address(
+    run: &JobRun,
+    profile: Option<&crate::catalog::profile::Profile>,
+    provisioning: bool,
+) -> bool {
+    run.steps.iter().any(|s| match &s.step {
+        Step::PublishRoute | Step::RegisterDns | Step::AddMonitoring => true,
+        Step::ReachSsh => provisioning,
+        Step::PostProvision(name) => {
+            provisioning
+                && profile.is_some_and(|p| {
+                    p.post_provision
+                        .iter()
+                        .any(|post| &post.name == name && (post.uses("address") || post.logs_in()))
+                })
+        }
+        _ => false,
+    })
 }

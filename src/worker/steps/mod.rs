@@ -68,6 +68,22 @@ impl StepCx<'_> {
         })
     }
 
+    /// The environment's IPv4 address, for a step that needs one (never "").
+    pub(crate) fn address(&self, run: &JobRun) -> Result<std::net::Ipv4Addr, StepError> {
+        let raw = run
+            .env
+            .address
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| StepError(crate::chat::render::no_address(&run.env.name)))?;
+        raw.parse().map_err(|_| {
+            StepError(format!(
+                "the address {raw} recorded for {} is not an IPv4 address",
+                run.env.name
+            ))
+        })
+    }
+
     /// Does step `i` of the run.
     pub(super) async fn apply(
         &self,
@@ -81,6 +97,7 @@ impl StepCx<'_> {
             Step::StartContainer | Step::Start => self.start_container(run, i).await,
             Step::AwaitAddress => self.await_address(run).await,
             Step::AddHa => self.add_ha(run).await,
+            Step::ReachSsh => self.reach_ssh(run).await,
             Step::PostProvision(name) => self.post_provision(run, name).await,
             Step::InitialSnapshot => self.initial_snapshot(run, i).await,
             Step::MarkReady => self.mark_ready(run).await,
@@ -128,7 +145,10 @@ impl StepCx<'_> {
             Step::SwitchRoute => self.undo_switch_route(run, i).await,
             // What these did lives inside the guest or the app's container, and
             // goes with it when the create's undo removes that.
+            // The recorded host key stays with the environment's row: a key is
+            // never re-trusted, and a retried create is a new environment.
             Step::AwaitAddress
+            | Step::ReachSsh
             | Step::PostProvision(_)
             | Step::MarkReady
             | Step::PullImage

@@ -8,7 +8,6 @@ use crate::domain::domain_name::Domain;
 use crate::domain::lifecycle::StepState;
 use crate::domain::names::EnvName;
 use crate::provider::publish::{PublishError, Route, Target};
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 impl From<PublishError> for StepError {
@@ -25,21 +24,6 @@ impl StepCx<'_> {
         Domain::parse(raw, &self.config.publish.zones)
             .map(Some)
             .map_err(|e| StepError(format!("the stored domain is no longer valid: {e}")))
-    }
-
-    fn address(&self, run: &JobRun) -> Result<Ipv4Addr, StepError> {
-        let raw = run.env.address.as_deref().ok_or_else(|| {
-            StepError(
-                "the container reported no IPv4 address, so nothing can be routed to it; \
-                 use a profile with a static address (network.ip = \"pool\") or raise proxmox.address_wait"
-                    .into(),
-            )
-        })?;
-        raw.parse().map_err(|_| {
-            StepError(format!(
-                "the container's address {raw} is not an IPv4 address"
-            ))
-        })
     }
 
     fn target(&self, run: &JobRun) -> Result<Target, StepError> {
