@@ -92,6 +92,7 @@ async fn an_app_runs_on_a_docker_host_environment_over_the_tls_slipway_provision
     let port = 2376;
     let t = TestEnv::new(Opts {
         extra: docker_section(&pki, port, false),
+        provision: true,
         ..Opts::default()
     });
     // The team's pool hands out the namespace's address, as DHCP or a pool would.
@@ -211,6 +212,7 @@ async fn without_the_cas_key_the_environment_is_rolled_back_and_the_user_is_told
     let pki = Pki::new(pki_dir.path());
     let t = TestEnv::new(Opts {
         extra: docker_section(&pki, 2376, true),
+        provision: true,
         ..Opts::default()
     });
     let installed = install_profile(&t);

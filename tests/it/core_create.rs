@@ -109,7 +109,10 @@ async fn create_within_quota_makes_a_running_tagged_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_provision_output_lands_in_the_job_log() {
-    let t = TestEnv::new(Opts::default());
+    let t = TestEnv::new(Opts {
+        provision: true,
+        ..Opts::default()
+    });
     let s = t.start();
     let reply = s.say("bob", "/env create profile:ci-app name:api").await;
     let id = job_of(&reply);

@@ -101,7 +101,10 @@ async fn a_failed_start_destroys_the_container_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_post_provision_step_rolls_back_with_its_output() {
-    let t = TestEnv::new(Opts::default());
+    let t = TestEnv::new(Opts {
+        provision: true,
+        ..Opts::default()
+    });
     let s = t.start();
     let reply = s
         .say("bob", "/env create profile:ci-broken-step name:step")

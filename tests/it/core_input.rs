@@ -126,7 +126,7 @@ async fn a_dry_run_shows_the_plan_and_sends_nothing() {
         "quota: cores 0 → 2",
         "environments 0 → 1",
         "would start at once",
-        "create container → start container → wait for network → post-provision: install packages → initial snapshot → mark ready",
+        "create container → start container → wait for network → wait for SSH → post-provision: install packages → initial snapshot → mark ready",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }

@@ -134,7 +134,10 @@ fn sigterm(pid: u32) {
 
 #[test]
 fn the_console_exits_zero_when_every_job_succeeded_and_one_otherwise() {
-    let t = TestEnv::new(Opts::default());
+    let t = TestEnv::new(Opts {
+        provision: true,
+        ..Opts::default()
+    });
     let out = t.slipway(
         &["console", "--as", "bob"],
         "/env create profile:ci-app name:ok1\n/env list\n",

@@ -111,6 +111,7 @@ async fn a_create_and_a_destroy_run_one_step_at_a_time() {
             "create_guest=pending",
             "start_guest=pending",
             "await_address=pending",
+            "reach_ssh=pending",
             "post_provision:install base utilities=pending",
             "mark_ready=pending"
         ]
@@ -131,14 +132,17 @@ async fn a_create_and_a_destroy_run_one_step_at_a_time() {
     assert_eq!(containers(&t).await[0].1, "running");
 
     assert_eq!(s.step(job).await, JobState::Running);
-    // provision.enabled is false here: the post-provision step is skipped.
+    // provision.enabled is false here: SSH is not waited for and the
+    // post-provision step is skipped.
+    assert_eq!(s.step(job).await, JobState::Running);
+    assert_eq!(s.journal(job).await[3], "reach_ssh=skipped");
     assert_eq!(s.step(job).await, JobState::Running);
     assert_eq!(
-        s.journal(job).await[3],
+        s.journal(job).await[4],
         "post_provision:install base utilities=skipped"
     );
     assert_eq!(s.step(job).await, JobState::Succeeded);
-    assert_eq!(s.journal(job).await[4], "mark_ready=done");
+    assert_eq!(s.journal(job).await[5], "mark_ready=done");
     assert_eq!(s.worker.step_once().await.unwrap(), Stepped::Idle);
     let env = s.dispatcher.store.env(1).await.unwrap().unwrap();
     assert_eq!(env.state, EnvState::Ready);
@@ -222,6 +226,9 @@ const PREVIOUS_LABELS: &[(&str, &str)] = &[
 /// their labels, schema version 8 (before the step-id migration).
 fn as_previous_release(db: &Path) {
     let c = rusqlite::Connection::open(db).unwrap();
+    // The previous release did not wait for SSH: its plans had no such step.
+    c.execute("DELETE FROM job_steps WHERE name = 'reach_ssh'", [])
+        .unwrap();
     for (id, label) in PREVIOUS_LABELS {
         c.execute(
             "UPDATE job_steps SET name = ?2 WHERE name = ?1",
@@ -241,7 +248,8 @@ fn as_previous_release(db: &Path) {
         "a step id is left that the previous release did not know"
     );
     // What migrations after 8 added, the previous release did not have.
-    c.execute_batch("DROP TABLE IF EXISTS ssh_keys;").unwrap();
+    c.execute_batch("DROP TABLE IF EXISTS host_keys; DROP TABLE IF EXISTS ssh_keys;")
+        .unwrap();
     c.pragma_update(None, "user_version", 8).unwrap();
 }
 

@@ -114,6 +114,11 @@ impl Running {
 
     /// Waits until the job has finished (at most a minute).
     pub async fn finished(&self, job: i64) -> JobRecord {
+        self.finished_within(job, Duration::from_secs(60)).await
+    }
+
+    /// Waits until the job has finished, at most `limit` (jobs on a real guest).
+    pub async fn finished_within(&self, job: i64, limit: Duration) -> JobRecord {
         let started = Instant::now();
         loop {
             let j = self
@@ -129,8 +134,8 @@ impl Running {
                 return j;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "job {job} did not finish: {j:?}"
+                started.elapsed() < limit,
+                "job {job} did not finish within {limit:?}: {j:?}"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
