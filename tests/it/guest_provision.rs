@@ -49,26 +49,7 @@ pub fn guest_env(n: u8) -> TestEnv {
 /// for it: at `10.231.N.2`, trusting exactly the request's `ssh-public-keys`,
 /// with apt reaching the Debian mirror through the gateway's proxy.
 pub async fn guest_for_create(t: &TestEnv, n: u8) -> Guest {
-    let started = Instant::now();
-    let keys = loop {
-        let sent =
-            t.pve.writes().await.into_iter().find(|r| {
-                r["method"] == "POST" && r["path"].as_str().unwrap_or("").ends_with("/lxc")
-            });
-        if let Some(r) = sent {
-            break r["params"]["ssh-public-keys"]
-                .as_str()
-                .expect("the create request carries ssh-public-keys")
-                .lines()
-                .map(str::to_string)
-                .collect::<Vec<_>>();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "fakepve got no create request"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let keys = create_keys(t).await;
     tokio::task::spawn_blocking(move || {
         Guest::start(
             Ipv4Addr::new(10, 231, n, 2),
@@ -80,6 +61,31 @@ pub async fn guest_for_create(t: &TestEnv, n: u8) -> Guest {
     })
     .await
     .unwrap()
+}
+
+/// The `ssh-public-keys` of the first create request fakepve received,
+/// waiting up to a minute for it.
+pub async fn create_keys(t: &TestEnv) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let sent =
+            t.pve.writes().await.into_iter().find(|r| {
+                r["method"] == "POST" && r["path"].as_str().unwrap_or("").ends_with("/lxc")
+            });
+        if let Some(r) = sent {
+            return r["params"]["ssh-public-keys"]
+                .as_str()
+                .expect("the create request carries ssh-public-keys")
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "fakepve got no create request"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Adds a new key for `user` and returns the pair.
