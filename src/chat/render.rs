@@ -222,7 +222,34 @@ pub enum Live {
     Unknown(String),
 }
 
-pub fn env_info(e: &EnvRecord, live: &Live, login: Option<&str>, now: i64) -> String {
+/// Where an environment's name points, as `/env info` says it.
+pub enum DnsShown<'a> {
+    /// Through the proxy: the name points at the ingress.
+    Routed(&'a crate::provider::publish::DnsTarget),
+    /// Straight at the guest.
+    Direct(&'a crate::provider::publish::DnsTarget),
+}
+
+fn dns_line(domain: &str, dns: &DnsShown<'_>) -> String {
+    use crate::provider::publish::DnsTarget;
+    let (target, what) = match dns {
+        DnsShown::Routed(t) => (t, "the proxy, which forwards to the guest"),
+        DnsShown::Direct(t) => (t, "the guest itself, no proxy"),
+    };
+    let record = match target {
+        DnsTarget::Address(_) => "A",
+        DnsTarget::Alias(_) => "CNAME",
+    };
+    format!("\n  DNS: {domain} {record} {target} ({what})")
+}
+
+pub fn env_info(
+    e: &EnvRecord,
+    live: &Live,
+    login: Option<&str>,
+    dns: Option<&DnsShown<'_>>,
+    now: i64,
+) -> String {
     let mut out = format!(
         "{}\n  team {}, owner {}, created {}",
         env_line(e, now),
@@ -235,6 +262,9 @@ pub fn env_info(e: &EnvRecord, live: &Live, login: Option<&str>, now: i64) -> St
     }
     if let Some(login) = login {
         out.push_str(login);
+    }
+    if let (Some(domain), Some(dns), false) = (&e.domain, dns, e.state.is_ended()) {
+        out.push_str(&dns_line(domain, dns));
     }
     match live {
         Live::Running(s) => out.push_str(&format!(

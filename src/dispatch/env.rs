@@ -335,10 +335,20 @@ impl Dispatcher {
                 host_key.as_deref(),
             )
         });
+        let address = env.address.as_deref().and_then(|a| a.parse().ok());
+        let target = self.config.publish.dns_target(address);
+        let dns = target.as_ref().map(|t| {
+            if self.config.publish.router.is_some() {
+                render::DnsShown::Routed(t)
+            } else {
+                render::DnsShown::Direct(t)
+            }
+        });
         Ok(Reply::private(render::env_info(
             &env,
             &live,
             login.as_deref(),
+            dns.as_ref(),
             self.clock.now(),
         )))
     }

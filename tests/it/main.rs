@@ -37,6 +37,7 @@ mod faults_destroy;
 mod guest_host_key;
 mod guest_provision;
 mod guest_smoke;
+mod guest_web_app;
 mod hostile_input;
 mod lifetimes;
 mod matrix_approval;

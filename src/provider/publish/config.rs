@@ -17,6 +17,7 @@
 //! zone = "test.example"
 //! key_name = "slipway"
 //! key_secret_file = "/etc/slipway/tsig.key"
+//! ingress = "10.0.0.80"        # the Traefik host; or its name, for a CNAME
 //! [publish.monitor]
 //! file_sd_dir = "/etc/prometheus/file_sd/slipway"
 //! ```
@@ -163,7 +164,12 @@ pub struct RawDns {
     pub key_secret_env: Option<String>,
     /// File holding the base64 secret, or a key file as tsig-keygen writes it.
     pub key_secret_file: Option<String>,
-    /// TTL of the A records.
+    /// Where the names of routed environments point: the Traefik/Caddy host's
+    /// IPv4 address (an A record) or its DNS name (a CNAME). Required with a
+    /// router; unrouted environments' names point at the guest itself.
+    #[serde(default)]
+    pub ingress: Option<String>,
+    /// TTL of the records.
     #[serde(default = "default_ttl")]
     pub ttl: String,
     /// Timeout of one update.
@@ -238,6 +244,20 @@ pub struct PublishConfig {
     pub monitor: Option<MonitorConfig>,
 }
 
+impl PublishConfig {
+    /// Where an exposed environment's name points: the ingress when a router
+    /// forwards the name (the guest is behind it), else the guest's `address`.
+    /// `None` without DNS, or unrouted without an address.
+    pub fn dns_target(&self, address: Option<std::net::Ipv4Addr>) -> Option<super::DnsTarget> {
+        let dns = self.dns.as_ref()?;
+        if self.router.is_some() {
+            dns.ingress.clone()
+        } else {
+            address.map(super::DnsTarget::Address)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum RouterConfig {
     Traefik(TraefikConfig),
@@ -294,6 +314,8 @@ pub struct DnsConfig {
     pub secret: SecretString,
     pub ttl: u32,
     pub timeout: Duration,
+    /// Where routed environments' names point.
+    pub ingress: Option<super::DnsTarget>,
 }
 
 impl DnsConfig {
@@ -348,6 +370,14 @@ pub fn validate(
         .as_ref()
         .and_then(|d| dns(d, &zones, base_dir, &mut p));
     let monitor = raw.monitor.as_ref().map(|m| monitor(m, base_dir, &mut p));
+    if router.is_some() && dns.as_ref().is_some_and(|d| d.ingress.is_none()) {
+        p.push(
+            "publish.dns.ingress",
+            "is required with a router: a routed environment's name must point at the proxy, \
+             not at the guest (which the proxy forwards to); set it to the Traefik/Caddy host's \
+             IPv4 address, e.g. \"10.0.0.80\", or its DNS name for a CNAME",
+        );
+    }
     if zones.is_empty() && (router.is_some() || dns.is_some()) {
         p.push(
             "publish.zones",

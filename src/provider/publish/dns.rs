@@ -1,22 +1,23 @@
-//! DNS: one A record per exposed environment, set and removed through RFC 2136
-//! dynamic update signed with TSIG (RFC 8945), over TCP to the zone's primary.
+//! DNS: one A record (or a CNAME to the ingress) per exposed environment, set
+//! and removed through RFC 2136 dynamic update signed with TSIG (RFC 8945),
+//! over TCP to the zone's primary.
 //!
 //! `hickory-proto` builds the update messages and signs and verifies them; this
 //! module only moves the bytes. An upsert is a single update that deletes the
-//! name's A RRset and adds the new record, so the server applies both or
-//! neither and repeating it changes nothing. Deleting an RRset that is not
+//! name's A and CNAME RRsets and adds the new record, so the server applies all
+//! or nothing and repeating it changes nothing. Deleting an RRset that is not
 //! there is silently accepted by the server (RFC 2136 §2.5.2), which makes
 //! removal idempotent as well.
 
 use super::config::DnsConfig;
-use super::{Dns, PublishError};
+use super::{Dns, DnsTarget, PublishError};
 use crate::domain::domain_name::Domain;
 use async_trait::async_trait;
 use hickory_proto::op::{update_message, Message, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TsigAlgorithm, TsigError};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType, TSigner};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -177,9 +178,14 @@ impl DnsUpdate {
         Ok(answer)
     }
 
-    fn delete_a_message(&self, name: &Name) -> Message {
-        let record = Record::update0(name.clone(), 0, RecordType::A);
-        update_message::delete_rrset(record, self.zone.clone(), false)
+    /// One update that deletes the name's A and CNAME RRsets.
+    fn delete_message(&self, name: &Name) -> Message {
+        let a = Record::update0(name.clone(), 0, RecordType::A);
+        let mut msg = update_message::delete_rrset(a, self.zone.clone(), false);
+        let mut cname = Record::update0(name.clone(), 0, RecordType::CNAME);
+        cname.dns_class = hickory_proto::rr::DNSClass::ANY;
+        msg.authorities.push(cname);
+        msg
     }
 }
 
@@ -200,20 +206,23 @@ fn fqdn(raw: &str) -> Result<Name, hickory_proto::ProtoError> {
 
 #[async_trait]
 impl Dns for DnsUpdate {
-    async fn upsert_a(&self, domain: &Domain, address: Ipv4Addr) -> Result<(), PublishError> {
+    async fn upsert(&self, domain: &Domain, target: &DnsTarget) -> Result<(), PublishError> {
         let name = self.name_of(domain)?;
-        let mut msg = self.delete_a_message(&name);
-        msg.authorities.push(Record::from_rdata(
-            name.clone(),
-            self.ttl,
-            RData::A(A(address)),
-        ));
+        let rdata = match target {
+            DnsTarget::Address(address) => RData::A(A(*address)),
+            DnsTarget::Alias(alias) => RData::CNAME(CNAME(fqdn(alias).map_err(|e| {
+                PublishError::Config(format!("publish.dns.ingress: '{alias}': {e}"))
+            })?)),
+        };
+        let mut msg = self.delete_message(&name);
+        msg.authorities
+            .push(Record::from_rdata(name.clone(), self.ttl, rdata));
         self.send(msg, &name).await
     }
 
-    async fn delete_a(&self, domain: &Domain) -> Result<(), PublishError> {
+    async fn delete(&self, domain: &Domain) -> Result<(), PublishError> {
         let name = self.name_of(domain)?;
-        let msg = self.delete_a_message(&name);
+        let msg = self.delete_message(&name);
         self.send(msg, &name).await
     }
 }

@@ -84,13 +84,32 @@ pub trait Router: Send + Sync {
     async fn unpublish(&self, env_id: i64, domain: &Domain) -> Result<(), PublishError>;
 }
 
-/// An A record per exposed environment.
+/// Where an environment's name points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsTarget {
+    /// An A record: the guest's own address (unrouted), or the ingress's.
+    Address(Ipv4Addr),
+    /// A CNAME to the ingress's name (canonical: lower case, no final dot).
+    Alias(String),
+}
+
+impl std::fmt::Display for DnsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DnsTarget::Address(a) => write!(f, "{a}"),
+            DnsTarget::Alias(name) => write!(f, "{name}"),
+        }
+    }
+}
+
+/// One record per exposed environment: an A record or a CNAME.
 #[async_trait]
 pub trait Dns: Send + Sync {
-    /// Makes `address` the only A record of `domain`.
-    async fn upsert_a(&self, domain: &Domain, address: Ipv4Addr) -> Result<(), PublishError>;
-    /// Removes every A record of `domain`; `Ok` if there is none.
-    async fn delete_a(&self, domain: &Domain) -> Result<(), PublishError>;
+    /// Makes `target` the only A or CNAME record of `domain` (the other kind
+    /// is removed in the same update).
+    async fn upsert(&self, domain: &Domain, target: &DnsTarget) -> Result<(), PublishError>;
+    /// Removes every A and CNAME record of `domain`; `Ok` if there is none.
+    async fn delete(&self, domain: &Domain) -> Result<(), PublishError>;
 }
 
 /// A monitoring target per monitored environment.

@@ -108,17 +108,29 @@ impl StepCx<'_> {
         let (Some(dns), Some(domain)) = (self.publishers.dns.as_deref(), self.domain(run)?) else {
             return Ok(StepState::Skipped);
         };
-        let address = self.address(run)?;
-        self.publishing(|| dns.upsert_a(&domain, address)).await?;
+        let routed = self.config.publish.router.is_some();
+        let address = if routed {
+            None
+        } else {
+            Some(self.address(run)?)
+        };
+        let target = self.config.publish.dns_target(address).ok_or_else(|| {
+            StepError(
+                "publish.dns.ingress is not set, so there is nothing to point the name at; \
+                 set it to the Traefik/Caddy host's address or name"
+                    .into(),
+            )
+        })?;
+        self.publishing(|| dns.upsert(&domain, &target)).await?;
         Ok(StepState::Done)
     }
 
-    /// Removes the A record; also the compensation of `register_dns`.
+    /// Removes the record; also the compensation of `register_dns`.
     pub(super) async fn remove_dns(&self, run: &mut JobRun) -> Result<StepState, StepError> {
         let (Some(dns), Some(domain)) = (self.publishers.dns.as_deref(), self.domain(run)?) else {
             return Ok(StepState::Skipped);
         };
-        self.publishing(|| dns.delete_a(&domain)).await?;
+        self.publishing(|| dns.delete(&domain)).await?;
         Ok(StepState::Done)
     }
 

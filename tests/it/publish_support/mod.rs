@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod caddy;
+pub mod named;
 
 use slipway::catalog::Problem;
 use slipway::domain::domain_name::Domain;

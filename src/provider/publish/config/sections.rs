@@ -3,6 +3,7 @@
 //! `publish.key: message` with a hint.
 
 use super::*;
+use crate::provider::publish::DnsTarget;
 
 pub(super) struct Problems<'a> {
     pub(super) file: &'a str,
@@ -370,6 +371,11 @@ pub(super) fn dns(
             300
         });
     let timeout = p.duration("publish.dns.timeout", &d.timeout);
+    let ingress = d.ingress.as_deref().and_then(|raw| {
+        ingress(raw)
+            .map_err(|e| p.push("publish.dns.ingress", e))
+            .ok()
+    });
     match server {
         Ok(server) if p.problems.len() == before => Some(DnsConfig {
             server,
@@ -379,9 +385,29 @@ pub(super) fn dns(
             secret,
             ttl,
             timeout,
+            ingress,
         }),
         _ => None,
     }
+}
+
+/// `publish.dns.ingress`: an IPv4 address, or a DNS name for a CNAME.
+fn ingress(raw: &str) -> Result<DnsTarget, String> {
+    let raw = raw.trim();
+    if let Ok(address) = raw.parse::<std::net::Ipv4Addr>() {
+        return Ok(DnsTarget::Address(address));
+    }
+    if raw.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "'{raw}' is an IPv6 address; Slipway writes A records, so give the proxy's IPv4 \
+             address or its DNS name"
+        ));
+    }
+    Domain::check_zone(&raw.to_ascii_lowercase())
+        .map(DnsTarget::Alias)
+        .map_err(|e| {
+            format!("'{raw}' is neither an IPv4 address nor a DNS name ({e}); give the Traefik/Caddy host's address or name")
+        })
 }
 
 pub(super) fn monitor(m: &RawMonitor, base: &Path, p: &mut Problems) -> MonitorConfig {

@@ -261,3 +261,80 @@ fn a_monitor_section_needs_an_existing_directory() {
         "{problems:?}"
     );
 }
+
+fn with_router_and_dns(ingress: &str) -> (PublishConfig, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("dynamic")).unwrap();
+    std::fs::write(dir.path().join("tsig.key"), "c2VjcmV0LWtleS1ieXRlcw==\n").unwrap();
+    check(
+        &format!(
+            r#"
+            router = "traefik"
+            zones = ["test.example"]
+            [traefik]
+            dir = "dynamic"
+            [dns]
+            server = "127.0.0.1:53"
+            zone = "test.example"
+            key_name = "slipway"
+            key_secret_file = "tsig.key"
+            {ingress}
+            "#
+        ),
+        dir.path(),
+    )
+}
+
+#[test]
+fn with_a_router_dns_needs_the_ingress_and_points_names_at_it() {
+    use crate::provider::publish::DnsTarget;
+    let (_, problems) = with_router_and_dns("");
+    assert!(
+        has(&problems, "publish.dns.ingress: is required with a router"),
+        "{problems:?}"
+    );
+    let (cfg, problems) = with_router_and_dns("ingress = \"10.0.0.80\"");
+    assert!(problems.is_empty(), "{problems:?}");
+    let guest = "10.20.0.12".parse().ok();
+    assert_eq!(
+        cfg.dns_target(guest),
+        Some(DnsTarget::Address("10.0.0.80".parse().unwrap()))
+    );
+    let (cfg, problems) = with_router_and_dns("ingress = \"Proxy.Test.Example.\"");
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(
+        cfg.dns_target(guest),
+        Some(DnsTarget::Alias("proxy.test.example".into()))
+    );
+    for bad in ["fd00::1", "not a name!"] {
+        let (_, problems) = with_router_and_dns(&format!("ingress = \"{bad}\""));
+        assert!(
+            has(&problems, &format!("publish.dns.ingress: '{bad}'")),
+            "{bad}: {problems:?}"
+        );
+    }
+}
+
+#[test]
+fn without_a_router_a_name_points_at_the_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tsig.key"), "c2VjcmV0LWtleS1ieXRlcw==\n").unwrap();
+    let (cfg, problems) = check(
+        r#"
+        zones = ["test.example"]
+        [dns]
+        server = "127.0.0.1:53"
+        zone = "test.example"
+        key_name = "slipway"
+        key_secret_file = "tsig.key"
+        "#,
+        dir.path(),
+    );
+    assert!(problems.is_empty(), "{problems:?}");
+    let guest = "10.20.0.12".parse().unwrap();
+    assert_eq!(
+        cfg.dns_target(Some(guest)),
+        Some(crate::provider::publish::DnsTarget::Address(guest))
+    );
+    assert_eq!(cfg.dns_target(None), None);
+}
