@@ -288,6 +288,11 @@ pub fn env_info(
     out
 }
 
+/// A guest found on another node than the recorded one.
+pub fn guest_moved(vmid: u32, from: &str, to: &str) -> String {
+    format!("CT {vmid} is on node {to} now, not on {from} (moved by HA or a migration); following it there")
+}
+
 /// `one` for 1, else `many`.
 pub fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 {

@@ -39,6 +39,8 @@ pub struct Pass {
     pub apps_removed: Vec<String>,
     /// Docker hosts that could not be asked this time (nothing judged there).
     pub unreachable: Vec<String>,
+    /// Environments whose guest was found on another node (HA, a migration).
+    pub moved: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,10 @@ impl Reconciler {
             };
             let Some(vmid) = env.vmid else { continue };
             let guest = guests.iter().find(|g| g.vmid == vmid);
+            if let Some(g) = guest.filter(|g| g.node != env.node) {
+                self.follow_node(&env, g).await?;
+                pass.moved.push(env.name.clone());
+            }
             let drift = match guest {
                 None => Some(format!("its container CT {vmid} is missing from Proxmox")),
                 Some(g) if expected_running && g.status != "running" => Some(format!(
@@ -138,6 +144,27 @@ impl Reconciler {
             };
             announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
         }
+        Ok(())
+    }
+
+    /// Records the node a guest was moved to, and tells the environment's thread.
+    async fn follow_node(
+        &self,
+        env: &crate::store::envs::EnvRecord,
+        g: &Guest,
+    ) -> Result<(), ReconcileError> {
+        tracing::info!(env = %env.name, from = %env.node, to = %g.node, "guest moved");
+        self.store.set_node(env.id, g.node.clone()).await?;
+        let a = Announcement {
+            text: format!(
+                "ℹ️ {}: {}",
+                env.name,
+                crate::chat::render::guest_moved(g.vmid, &env.node, &g.node)
+            ),
+            env_id: env.id,
+            kind: AnnouncementKind::Notice,
+        };
+        announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
         Ok(())
     }
 

@@ -34,6 +34,7 @@ mod discord_http;
 mod discord_ratelimit;
 mod discord_thread;
 mod faults_destroy;
+mod faults_node;
 mod guest_host_key;
 mod guest_provision;
 mod guest_smoke;

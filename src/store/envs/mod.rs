@@ -205,6 +205,18 @@ impl Store {
         .await
     }
 
+    /// The node the environment's guest is on now (after HA or a migration).
+    pub async fn set_node(&self, env_id: i64, node: String) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE environments SET node = ?2, updated_at = ?3 WHERE id = ?1",
+                params![env_id, node, now()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn set_address(
         &self,
         env_id: i64,

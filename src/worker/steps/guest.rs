@@ -48,6 +48,37 @@ impl StepCx<'_> {
             .ok_or_else(|| StepError("the environment has no container id yet".into()))
     }
 
+    /// Finds the guest where it is now when Proxmox says it is not on the
+    /// recorded node (HA relocated or someone migrated it): one
+    /// `/cluster/resources` read, then the record follows. A guest that is
+    /// nowhere, or carries another environment's tag, is left to the step.
+    pub(super) async fn follow_node(&self, run: &mut JobRun) -> Result<(), StepError> {
+        let Some(vmid) = run.env.vmid else {
+            return Ok(());
+        };
+        if self.compute.config(&run.env.node, vmid).await?.is_some() {
+            return Ok(());
+        }
+        let tag = env_tag(run.env.id);
+        let guests = self.compute.guests().await?;
+        let Some(moved) = guests
+            .into_iter()
+            .find(|g| g.vmid == vmid && g.node != run.env.node && g.tags.contains(&tag))
+        else {
+            return Ok(());
+        };
+        self.store.set_node(run.env.id, moved.node.clone()).await?;
+        self.store
+            .log(
+                run.job.id,
+                "info",
+                crate::chat::render::guest_moved(vmid, &run.env.node, &moved.node),
+            )
+            .await?;
+        run.env.node = moved.node;
+        Ok(())
+    }
+
     async fn is_running(&self, run: &JobRun, vmid: u32) -> Result<bool, StepError> {
         Ok(self
             .compute

@@ -21,7 +21,7 @@ use crate::catalog::profile::Profile;
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::lifecycle::{Step, StepState};
+use crate::domain::lifecycle::{JobKind, Step, StepState};
 use crate::provider::docker::DockerHosts;
 use crate::provider::publish::Publishers;
 use crate::provider::Compute;
@@ -91,6 +91,9 @@ impl StepCx<'_> {
         i: usize,
         step: &Step,
     ) -> Result<StepState, StepError> {
+        if run.job.kind != JobKind::Create && acts_on_existing_guest(step) {
+            self.follow_node(run).await?;
+        }
         match step {
             Step::AllocateIp => self.allocate_ip(run, i).await,
             Step::CreateContainer => self.create_container(run, i).await,
@@ -218,4 +221,19 @@ impl JobRun {
             None => Ok(None),
         }
     }
+}
+
+/// Steps that act on a guest made by an earlier job, which HA or a migration
+/// may have moved to another node since.
+fn acts_on_existing_guest(step: &Step) -> bool {
+    matches!(
+        step,
+        Step::Start
+            | Step::StartContainer
+            | Step::Shutdown
+            | Step::Stop
+            | Step::RemoveHa
+            | Step::DeleteSnapshots
+            | Step::DeleteContainer
+    )
 }

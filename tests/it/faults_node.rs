@@ -1,0 +1,83 @@
+//! Nodes stay true: a container that HA or a migration moved to another node
+//! is found there (one `/cluster/resources` read), stopped and destroyed
+//! there, and the record follows; the reconcile loop follows it too. A stop
+//! or destroy never reports success for a guest that still runs elsewhere.
+
+use crate::common::{job_of, Opts, TestEnv};
+use serde_json::json;
+use slipway::domain::lifecycle::JobState;
+
+fn env() -> TestEnv {
+    TestEnv::new(Opts {
+        extra: "[reconcile]\ninterval = \"1h\"\n".into(),
+        ..Opts::default()
+    })
+}
+
+/// Moves CT `vmid` to `node` as HA relocation does: it keeps running there.
+async fn relocate(t: &TestEnv, vmid: u32, node: &str) {
+    t.pve.call("add_node", json!([node]), json!({})).await;
+    t.pve.guest_set(vmid, json!({ "node": node })).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_container_is_stopped_and_destroyed_on_its_new_node() {
+    let t = env();
+    let s = t.start();
+    let created = job_of(
+        &s.say("bob", "/env create profile:generic-service name:moved")
+            .await,
+    );
+    assert_eq!(s.finished(created).await.state, JobState::Succeeded);
+    let vmid = s.env("moved").await.vmid.unwrap();
+    relocate(&t, vmid, "pve2").await;
+
+    let stop = job_of(&s.say("bob", "/env stop name:moved").await);
+    assert_eq!(s.finished(stop).await.state, JobState::Succeeded);
+    let guest = t.pve.guest(vmid).await.unwrap();
+    assert_eq!(
+        (guest["node"].as_str(), guest["status"].as_str()),
+        (Some("pve2"), Some("stopped")),
+        "the stop reached the container where it is: {guest}"
+    );
+    assert_eq!(s.env("moved").await.node, "pve2", "the record follows");
+    let log = s.say("bob", &format!("/job {stop}")).await.text;
+    assert!(
+        log.contains(&format!("CT {vmid} is on node pve2 now, not on pve1")),
+        "{log}"
+    );
+
+    relocate(&t, vmid, "pve3").await;
+    let destroy = job_of(&s.say("bob", "/env destroy name:moved").await);
+    assert_eq!(s.finished(destroy).await.state, JobState::Succeeded);
+    assert!(
+        t.pve.guest(vmid).await.is_none(),
+        "the destroy removed the container on pve3"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconcile_loop_records_the_node_a_container_moved_to() {
+    let t = env();
+    let s = t.start();
+    let created = job_of(
+        &s.say("bob", "/env create profile:generic-service name:roams")
+            .await,
+    );
+    assert_eq!(s.finished(created).await.state, JobState::Succeeded);
+    let vmid = s.env("roams").await.vmid.unwrap();
+    relocate(&t, vmid, "pve2").await;
+
+    let pass = s.app.as_ref().unwrap().reconciler().pass().await.unwrap();
+
+    assert_eq!(pass.moved, vec!["roams".to_string()]);
+    assert!(
+        pass.drifted.is_empty(),
+        "a moved container is not drift: {pass:?}"
+    );
+    assert_eq!(s.env("roams").await.node, "pve2");
+    let info = s.say("bob", "/env info name:roams").await.text;
+    assert!(info.contains("live: running"), "{info}");
+    s.stop().await;
+}
