@@ -11,6 +11,7 @@ pub mod proxmox;
 pub mod publish;
 
 use async_trait::async_trait;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 /// A Proxmox task to wait for.
@@ -70,6 +71,8 @@ pub struct ContainerStatus {
 pub struct Guest {
     pub vmid: u32,
     pub node: String,
+    /// `lxc` or `qemu`, as `/cluster/resources` says.
+    pub kind: String,
     pub status: String,
     pub tags: Vec<String>,
 }
@@ -115,4 +118,51 @@ pub trait Compute: Send + Sync {
     async fn ha_add(&self, vmid: u32) -> Result<(), ProviderError>;
     /// Removes the HA resource; Ok if there was none.
     async fn ha_remove(&self, vmid: u32) -> Result<(), ProviderError>;
+    /// The static IPv4 addresses a guest is configured with (`ip=` of a
+    /// container's `netN`, a VM's cloud-init `ipconfigN`); none for DHCP.
+    async fn static_addresses(&self, guest: &Guest) -> Result<Vec<Ipv4Addr>, ProviderError>;
+}
+
+/// The static IPv4 addresses in a guest's config: the `ip=` part of every
+/// `netN` (containers) and `ipconfigN` (VMs) value, without the prefix.
+pub fn configured_addresses(config: &serde_json::Value) -> Vec<Ipv4Addr> {
+    let Some(map) = config.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .filter(|(k, _)| {
+            let n = k.strip_prefix("net").or_else(|| k.strip_prefix("ipconfig"));
+            n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|(_, v)| v.as_str())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| part.strip_prefix("ip="))
+        .filter_map(|ip| ip.split('/').next()?.parse().ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::configured_addresses;
+    use serde_json::json;
+
+    #[test]
+    fn configured_addresses_are_the_ip_parts_of_every_network_device() {
+        let cfg = json!({
+            "net0": "name=eth0,bridge=vmbr0,ip=10.0.0.5/24,gw=10.0.0.1",
+            "net1": "name=eth1,bridge=vmbr1,ip=dhcp",
+            "ipconfig0": "ip=192.168.1.9/24,gw=192.168.1.1",
+            "netmask": "ip=10.9.9.9/8",
+            "description": "ip=10.1.1.1/8",
+        });
+        let mut got = configured_addresses(&cfg);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                "10.0.0.5".parse::<std::net::Ipv4Addr>().unwrap(),
+                "192.168.1.9".parse().unwrap()
+            ]
+        );
+    }
 }

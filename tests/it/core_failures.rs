@@ -205,3 +205,29 @@ async fn proxmox_errors_keep_pves_wording() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_skips_an_address_a_foreign_guest_is_configured_with() {
+    let t = TestEnv::new(Opts::default());
+    // Someone made CT 150 by hand with the pool's first address.
+    t.pve
+        .call(
+            "add_ct",
+            json!([150, "by-hand"]),
+            json!({"status": "running", "config": {
+                "net0": "name=eth0,bridge=vmbr0,ip=10.20.0.50/24,gw=10.20.0.1"
+            }}),
+        )
+        .await;
+    let s = t.start();
+    let reply = s
+        .say("bob", "/env create profile:monitoring-node name:mon")
+        .await;
+    assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
+    assert_eq!(
+        s.env("mon").await.address.as_deref(),
+        Some("10.20.0.51"),
+        "10.20.0.50 is CT 150's"
+    );
+    s.stop().await;
+}

@@ -29,6 +29,11 @@ impl Compute for Proxmox {
                         Some(Guest {
                             vmid: g.get("vmid")?.as_u64()? as u32,
                             node: g.get("node")?.as_str()?.to_string(),
+                            kind: g
+                                .get("type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("lxc")
+                                .to_string(),
                             status: g
                                 .get("status")
                                 .and_then(Value::as_str)
@@ -338,6 +343,23 @@ impl Compute for Proxmox {
             {
                 Ok(())
             }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn static_addresses(
+        &self,
+        guest: &Guest,
+    ) -> Result<Vec<std::net::Ipv4Addr>, ProviderError> {
+        let kind = if guest.kind == "qemu" { "qemu" } else { "lxc" };
+        let vmid = guest.vmid.to_string();
+        match self
+            .get(&["nodes", &guest.node, kind, &vmid, "config"], &[])
+            .await
+        {
+            Ok(cfg) => Ok(crate::provider::configured_addresses(&cfg)),
+            // Deleted since the listing: it holds nothing.
+            Err(e) if e.is_not_found() || is_missing_config(&e) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
     }

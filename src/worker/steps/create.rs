@@ -25,9 +25,10 @@ impl StepCx<'_> {
             .ip_pool
             .as_ref()
             .ok_or_else(|| StepError(format!("team {} has no ip_pool", team.name)))?;
+        let foreign = self.foreign_addresses().await?;
         let candidates: Vec<String> = pool
             .addresses()
-            .filter(|a| *a != pool.gateway)
+            .filter(|a| *a != pool.gateway && !foreign.contains(a))
             .map(|a| a.to_string())
             .collect();
         let Some(addr) = self
@@ -51,6 +52,25 @@ impl StepCx<'_> {
             .await?;
         run.env.address = Some(addr);
         Ok(StepState::Done)
+    }
+
+    /// The static addresses of guests Slipway did not make (no owner tag):
+    /// the pool never hands one of them out. Their configs are read a few
+    /// at a time.
+    async fn foreign_addresses(&self) -> Result<Vec<std::net::Ipv4Addr>, StepError> {
+        let guests = self.compute.guests().await?;
+        let foreign: Vec<_> = guests
+            .into_iter()
+            .filter(|g| !g.tags.iter().any(|t| t == OWNER_TAG))
+            .collect();
+        let mut addresses = Vec::new();
+        for chunk in foreign.chunks(8) {
+            let reads = chunk.iter().map(|g| self.compute.static_addresses(g));
+            for list in futures_util::future::try_join_all(reads).await? {
+                addresses.extend(list);
+            }
+        }
+        Ok(addresses)
     }
 
     /// Picks the lowest VMID of the team's range that neither the database nor
