@@ -35,6 +35,12 @@ struct RawNetwork {
     ip: String,
     #[serde(default = "yes")]
     firewall: bool,
+    /// DNS servers the guest uses (IP addresses); unset = the host's.
+    #[serde(default)]
+    nameserver: Vec<String>,
+    /// DNS search domains of the guest; unset = the host's.
+    #[serde(default)]
+    searchdomain: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +129,10 @@ pub struct Network {
     pub vlan: Option<u16>,
     pub ip: IpMode,
     pub firewall: bool,
+    /// PVE's `nameserver`: addresses, space-separated; empty = the host's.
+    pub nameserver: Vec<std::net::IpAddr>,
+    /// PVE's `searchdomain`: names, space-separated; empty = the host's.
+    pub searchdomain: Vec<String>,
 }
 
 /// A post-provision step: a local program run with an argv, never a shell string.
@@ -308,6 +318,22 @@ pub(super) fn load_file(path: &Path, problems: &mut Vec<Problem>) -> Option<Prof
     if let Some(vlan) = raw.network.vlan.filter(|v| !(1..=4094).contains(v)) {
         bad(format!("network.vlan: {vlan} is outside 1-4094"));
     }
+    let mut nameserver = Vec::new();
+    for raw_ns in &raw.network.nameserver {
+        match raw_ns.trim().parse::<std::net::IpAddr>() {
+            Ok(a) => nameserver.push(a),
+            Err(_) => bad(format!(
+                "network.nameserver: '{raw_ns}' is not an IP address, e.g. \"10.0.0.53\""
+            )),
+        }
+    }
+    let mut searchdomain = Vec::new();
+    for raw_sd in &raw.network.searchdomain {
+        match crate::domain::domain_name::Domain::check_zone(raw_sd.trim()) {
+            Ok(d) => searchdomain.push(d),
+            Err(e) => bad(format!("network.searchdomain: '{raw_sd}': {e}")),
+        }
+    }
     let mut duration = |what: &str, raw: &str| match humantime::parse_duration(raw) {
         Ok(d) => d,
         Err(e) => {
@@ -386,6 +412,8 @@ pub(super) fn load_file(path: &Path, problems: &mut Vec<Problem>) -> Option<Prof
             vlan: raw.network.vlan,
             ip,
             firewall: raw.network.firewall,
+            nameserver,
+            searchdomain,
         },
         packages: raw.packages,
         post_provision: steps,

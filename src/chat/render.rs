@@ -488,13 +488,23 @@ pub fn no_address_within(env: &str, vmid: u32, wait: Duration) -> String {
 }
 
 /// How to log in, in `/env info`: the command and the host key to expect.
-pub fn login_lines(user: &str, address: Option<&str>, host_key: Option<&str>) -> String {
-    let Some(address) = address else {
-        return "\n  login: no address reported yet".into();
+pub fn login_lines(
+    user: &str,
+    address: Option<&str>,
+    host_key: Option<&str>,
+    hwaddr: Option<&str>,
+) -> String {
+    let mut out = match address {
+        Some(address) => format!("\n  login: ssh {user}@{address}"),
+        None => "\n  login: no address reported yet".into(),
     };
-    let mut out = format!("\n  login: ssh {user}@{address}");
-    if let Some(fp) = host_key {
+    if let (Some(fp), Some(_)) = (host_key, address) {
         out.push_str(&format!("\n  host key: {fp}"));
+    }
+    if let Some(mac) = hwaddr {
+        out.push_str(&format!(
+            "\n  MAC address: {mac} (fixed; for a DHCP reservation)"
+        ));
     }
     out
 }

@@ -324,6 +324,17 @@ impl Dispatcher {
             },
             None => render::Live::Missing,
         };
+        // The MAC address, as Proxmox has it, for a DHCP reservation.
+        let hwaddr = match (env.vmid, matches!(live, render::Live::Running(_))) {
+            (Some(vmid), true) => self
+                .compute
+                .config(&env.node, vmid)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.hwaddr),
+            _ => None,
+        };
         let host_keys = self.store.host_keys(env.id).await?;
         let host_key = host_keys
             .as_deref()
@@ -333,6 +344,7 @@ impl Dispatcher {
                 &self.config.provision.ssh_user,
                 env.address.as_deref(),
                 host_key.as_deref(),
+                hwaddr.as_deref(),
             )
         });
         let address = env.address.as_deref().and_then(|a| a.parse().ok());

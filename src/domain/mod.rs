@@ -5,6 +5,7 @@ pub mod app;
 pub mod domain_name;
 pub mod lifecycle;
 pub mod lifetime;
+pub mod mac;
 pub mod names;
 pub mod policy;
 pub mod quota;

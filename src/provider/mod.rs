@@ -43,12 +43,17 @@ pub struct ContainerSpec {
     pub pool: Option<String>,
     /// OpenSSH public-key lines root's `authorized_keys` starts with.
     pub ssh_public_keys: Vec<String>,
+    /// DNS servers and search domains, space-separated; `None` = the host's.
+    pub nameserver: Option<String>,
+    pub searchdomain: Option<String>,
 }
 
 /// A container's stored configuration, as far as Slipway needs it.
 #[derive(Debug, Clone, Default)]
 pub struct ContainerConfig {
     pub tags: Vec<String>,
+    /// The MAC address of `net0` (`hwaddr=`), for a DHCP reservation.
+    pub hwaddr: Option<String>,
     pub description: String,
     pub lock: Option<String>,
 }

@@ -262,3 +262,72 @@ async fn stop_start_and_restart_change_the_live_state() {
     );
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profiles_dns_settings_reach_proxmox_and_the_fixed_mac_is_shown() {
+    let t = TestEnv::new(Opts::default());
+    let profile = std::fs::read_to_string(t.dir.path().join("profiles/ci-app.toml"))
+        .unwrap()
+        .replace("name = \"ci-app\"", "name = \"ci-dns\"")
+        .replace(
+            "bridge = \"vmbr0\"",
+            "bridge = \"vmbr0\"\nnameserver = [\"10.0.0.53\", \"10.0.1.53\"]\nsearchdomain = [\"lab.example\"]",
+        );
+    std::fs::write(t.dir.path().join("profiles/ci-dns.toml"), profile).unwrap();
+    let s = t.start();
+    let reply = s.say("bob", "/env create profile:ci-dns name:named").await;
+    assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
+    let vmid = s.env("named").await.vmid.unwrap();
+    let ct = t.pve.guest(vmid).await.unwrap();
+    assert_eq!(ct["config"]["nameserver"], "10.0.0.53 10.0.1.53", "{ct}");
+    assert_eq!(ct["config"]["searchdomain"], "lab.example", "{ct}");
+    let net0 = ct["config"]["net0"].as_str().unwrap();
+    let mac = net0
+        .split(',')
+        .find_map(|p| p.strip_prefix("hwaddr="))
+        .unwrap();
+    let create = t
+        .pve
+        .writes()
+        .await
+        .into_iter()
+        .find(|r| r["method"] == "POST" && r["path"].as_str().unwrap_or("").ends_with("/lxc"))
+        .unwrap();
+    assert!(
+        create["params"]["net0"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("hwaddr={mac}")),
+        "Slipway chose the MAC address, not Proxmox: {create}"
+    );
+    let info = s.say("bob", "/env info name:named").await.text;
+    assert!(info.contains(&format!("MAC address: {mac}")), "{info}");
+    s.stop().await;
+}
+
+#[test]
+fn a_bad_nameserver_or_searchdomain_is_named_by_slipway_check() {
+    let t = TestEnv::new(Opts::default());
+    let profile = std::fs::read_to_string(t.dir.path().join("profiles/ci-app.toml"))
+        .unwrap()
+        .replace(
+            "bridge = \"vmbr0\"",
+            "bridge = \"vmbr0\"\nnameserver = [\"ns1\"]\nsearchdomain = [\"bad domain\"]",
+        );
+    std::fs::write(t.dir.path().join("profiles/ci-app.toml"), profile).unwrap();
+    let out = t.slipway(&["check"], "");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!out.status.success());
+    assert!(
+        text.contains("network.nameserver: 'ns1' is not an IP address"),
+        "{text}"
+    );
+    assert!(
+        text.contains("network.searchdomain: 'bad domain'"),
+        "{text}"
+    );
+}

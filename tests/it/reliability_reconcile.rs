@@ -30,6 +30,8 @@ fn spec(vmid: u32, tags: &[&str]) -> ContainerSpec {
         description: "made by hand".into(),
         pool: None,
         ssh_public_keys: vec![],
+        nameserver: None,
+        searchdomain: None,
     }
 }
 

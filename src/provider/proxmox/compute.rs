@@ -58,6 +58,11 @@ impl Compute for Proxmox {
         {
             Ok(cfg) => Ok(Some(ContainerConfig {
                 tags: split_tags(cfg.get("tags").and_then(Value::as_str).unwrap_or("")),
+                hwaddr: cfg
+                    .get("net0")
+                    .and_then(Value::as_str)
+                    .and_then(|n| n.split(',').find_map(|p| p.strip_prefix("hwaddr=")))
+                    .map(str::to_string),
                 description: cfg
                     .get("description")
                     .and_then(Value::as_str)
@@ -96,6 +101,12 @@ impl Compute for Proxmox {
         }
         if !s.features.is_empty() {
             form.push(("features", s.features.join(",")));
+        }
+        if let Some(ns) = &s.nameserver {
+            form.push(("nameserver", ns.clone()));
+        }
+        if let Some(sd) = &s.searchdomain {
+            form.push(("searchdomain", sd.clone()));
         }
         if !s.ssh_public_keys.is_empty() {
             // PVE: one key per line, OpenSSH format.

@@ -120,9 +120,10 @@ impl StepCx<'_> {
         let p = self.profile(run)?;
         let team = self.config.team(&run.env.team);
         let mut net0 = format!(
-            "name=eth0,bridge={},firewall={}",
+            "name=eth0,bridge={},firewall={},hwaddr={}",
             p.network.bridge,
-            u8::from(p.network.firewall)
+            u8::from(p.network.firewall),
+            crate::domain::mac::mac_of(&run.env)
         );
         if let Some(vlan) = p.network.vlan {
             net0.push_str(&format!(",tag={vlan}"));
@@ -158,6 +159,8 @@ impl StepCx<'_> {
             tags: vec![OWNER_TAG.into(), env_tag(run.env.id), team_tag(&run.env.team)],
             pool: self.config.proxmox.pool.clone(),
             ssh_public_keys: Vec::new(),
+            nameserver: join_nonempty(&p.network.nameserver),
+            searchdomain: join_nonempty(&p.network.searchdomain),
             description: format!(
                 "Managed by Slipway: environment {} (id {}), team {}, profile {}. Do not edit by hand.",
                 run.env.name, run.env.id, run.env.team, run.env.profile
@@ -335,4 +338,10 @@ impl StepCx<'_> {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// The items space-separated, as PVE's `nameserver` and `searchdomain` take
+/// them; `None` for none.
+fn join_nonempty<T: std::fmt::Display>(items: &[T]) -> Option<String> {
+    (!items.is_empty()).then(|| items.iter().map(T::to_string).collect::<Vec<_>>().join(" "))
 }
