@@ -267,6 +267,7 @@ impl App {
             config: self.config.clone(),
             clock: self.clock.clone(),
             sinks: self.sinks.get().cloned().unwrap_or_default(),
+            workers: self.wake.clone(),
         }
     }
 

@@ -63,6 +63,12 @@ driver makes GET/POST /cluster/ha/resources and GET/PUT/DELETE
 resource while its ha_state is set, which also makes fakepve route its
 start/shutdown/stop through HA and refuse a destroy without purge=1.
 
+DHCP: fakepve 0.5.0 reports no address for a container whose netN says
+ip=dhcp. `/set dhcp {"subnet": "10.77.0.0/24"}` starts a DHCP server on the
+bridge: a running container's first ip=dhcp interface then reports a lease
+from the subnet (the same one for the same VMID), and the guest attribute
+dhcp_lease ("10.77.0.40/24") gives it another lease, as a renewal would.
+
 Privileges: fakepve lets everyone do everything until the first `grant`
 (/call grant ["user@realm", "/path", "Priv", ...]); after it only granted
 privileges count. root@pam (and every root@pam!token) always has everything,
@@ -75,9 +81,11 @@ import argparse
 import asyncio
 import hashlib
 import inspect
+import ipaddress
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -111,12 +119,12 @@ CALLS = frozenset((
 SETTABLE = frozenset((
     'time_scale', 'latency', 'lock_wait', 'ct_secs', 'shutdown_default_timeout', 'ha_delay', 'quorate',
     'ticket_ttl', 'tfa', 'body_timeout', 'max_requests', 'network', 'ceph', 'monitor_allowed',
-    'refuse_terminal',
+    'refuse_terminal', 'dhcp',
 ))
 # Guest attributes /guest may change.
 GUEST_ATTRS = frozenset((
     'start_secs', 'stop_secs', 'shutdown_secs', 'start_error', 'ha_state', 'status', 'stats', 'checkpoint',
-    'acpi', 'agent', 'agent_hangs', 'node', 'pool',
+    'acpi', 'agent', 'agent_hangs', 'node', 'pool', 'dhcp_lease',
 ))
 SECRET_KEYS = frozenset(pve_server.SECRET_KEYS)
 
@@ -319,6 +327,38 @@ class DriverPve(DriverHa, fakepve.FakePve):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.request_log = []
+        # A DHCP server on the bridge (fakepve 0.5.0 reports no address for ip=dhcp):
+        # off until /set dhcp {"subnet": "10.77.0.0/24"}; a guest's dhcp_lease overrides.
+        self.dhcp = {'subnet': None}
+
+    def dhcp_lease(self, ct):
+        """The CIDR a running container's ip=dhcp interface has leased, or None."""
+        lease = getattr(ct, 'dhcp_lease', None)
+        if lease:
+            return lease
+        if not self.dhcp.get('subnet'):
+            return None
+        net = ipaddress.ip_network(self.dhcp['subnet'])
+        hosts = net.num_addresses - 3
+        return '{0}/{1}'.format(net.network_address + 2 + ct.vmid % hosts, net.prefixlen)
+
+    async def _lxc_interfaces(self, user, v):
+        out = await super()._lxc_interfaces(user, v)
+        if not out:
+            return out
+        ct = self._find_ct(v['node'], v['vmid'])
+        lease = self.dhcp_lease(ct)
+        dhcp = [k for k in sorted(ct.config) if re.fullmatch(r'net\d+', k)
+                and 'ip=dhcp' in ct.config[k].split(',')]
+        if lease and dhcp:
+            name = dict(p.split('=', 1) for p in ct.config[dhcp[0]].split(',') if '=' in p).get('name', 'eth0')
+            for item in out:
+                if item['name'] == name:
+                    address, prefix = lease.split('/', 1)
+                    item['inet'] = lease
+                    item['ip-addresses'].append({'ip-address-type': 'inet', 'ip-address': address,
+                                                 'prefix': prefix})
+        return out
 
     def _record(self, request, body):
         super()._record(request, body)
@@ -457,7 +497,7 @@ class Control(object):
             else:
                 pve.ct_secs = dict.fromkeys(pve.ct_secs, float(value))
             return self._answer(pve.ct_secs)
-        if name in ('network', 'ceph'):
+        if name in ('network', 'ceph', 'dhcp'):
             if not isinstance(value, dict):
                 raise ControlError('{0} takes an object'.format(name))
             current = getattr(pve, name)

@@ -288,6 +288,50 @@ pub fn env_info(
     out
 }
 
+/// The end of a job that moved what was published to a new address.
+pub fn readdressed(address: Option<&str>) -> String {
+    format!(
+        "its route, DNS record and monitoring target now point at {}",
+        address.unwrap_or("its new address")
+    )
+}
+
+/// The end of an `/env access` job.
+pub fn access_changed<'a>(
+    steps: impl IntoIterator<Item = &'a crate::domain::step::Step>,
+    user: &str,
+    address: Option<&str>,
+) -> String {
+    use crate::domain::step::{person_shown, Step};
+    let login = address
+        .map(|a| format!(" (ssh {user}@{a})"))
+        .unwrap_or_default();
+    steps
+        .into_iter()
+        .filter_map(|s| match s {
+            Step::GrantAccess(who) => Some(format!(
+                "{} logs in with their own keys now{login}",
+                person_shown(who)
+            )),
+            Step::RevokeAccess(who) => {
+                Some(format!("{}'s keys no longer log in", person_shown(who)))
+            }
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A DHCP address that changed, as the thread hears it.
+pub fn address_changed(env: &str, from: &str, to: &str, job: i64) -> String {
+    format!("🧭 {env}'s address changed from {from} to {to} (DHCP); moving its route, DNS record and monitoring target (job {job}).")
+}
+
+/// Another try at moving what is published, after a readdress failed.
+pub fn readdress_retried(env: &str, to: &str, job: i64) -> String {
+    format!("🧭 {env}: moving its route, DNS record and monitoring target to {to} once more; the last try failed (job {job}).")
+}
+
 /// A guest found on another node than the recorded one.
 pub fn guest_moved(vmid: u32, from: &str, to: &str) -> String {
     format!("CT {vmid} is on node {to} now, not on {from} (moved by HA or a migration); following it there")

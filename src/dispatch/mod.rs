@@ -4,6 +4,7 @@
 //! handler (policy, store transaction) → [`Reply`]. Nothing here knows which
 //! chat platform the event came from.
 
+mod access;
 mod admin;
 mod app;
 mod env;
@@ -259,6 +260,8 @@ impl Dispatcher {
             KeysAdd => self.keys_add(call).await,
             KeysList => self.keys_list(call).await,
             KeysRemove => self.keys_remove(call).await,
+            EnvAccessAdd => self.env_access(call, true).await,
+            EnvAccessRemove => self.env_access(call, false).await,
         }
     }
 }

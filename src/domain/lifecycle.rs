@@ -74,6 +74,10 @@ string_enum! {
         Restart => "restart",
         // Apps only: a blue-green image update.
         Update => "update",
+        // The guest's DHCP address changed: its route, record and target follow.
+        Readdress => "readdress",
+        // A person's SSH keys go into or out of a running guest (`/env access`).
+        Access => "access",
     }
 }
 
@@ -181,6 +185,10 @@ pub fn plan(kind: JobKind, create: &CreateOptions) -> Vec<Step> {
         JobKind::Restart => vec![Step::Shutdown, Step::Start],
         // Environments are not updated in place; apps plan their own (`domain::app::plan`).
         JobKind::Update => vec![],
+        // Each step replaces what it published before, and skips what is not configured.
+        JobKind::Readdress => vec![Step::PublishRoute, Step::RegisterDns, Step::AddMonitoring],
+        // Whose keys, and in or out, is the request's: see `dispatch::access`.
+        JobKind::Access => vec![],
     }
 }
 

@@ -41,10 +41,27 @@ pub enum Step {
     StopApp,
     StartApp,
     RemoveAppContainers,
+    /// Puts a person's SSH keys (by their person key, e.g. `console:carol`)
+    /// into the guest's authorized_keys (`/env access add`).
+    GrantAccess(String),
+    /// Takes a person's keys out again (`/env access remove`).
+    RevokeAccess(String),
 }
 
 /// The prefix of a post-provision step's id; the profile's step name follows.
 const POST_PROVISION: &str = "post_provision:";
+/// The prefixes of access steps' ids; the person key follows.
+const GRANT_ACCESS: &str = "grant_access:";
+const REVOKE_ACCESS: &str = "revoke_access:";
+
+/// A person key as people read it: a Discord mention, else the id itself.
+pub fn person_shown(key: &str) -> String {
+    match key.split_once(':') {
+        Some(("discord", id)) => format!("<@{id}>"),
+        Some((_, id)) => id.to_string(),
+        None => key.to_string(),
+    }
+}
 
 /// Every step without a parameter, with its id and its label. The ids are
 /// stored in the journal: never change one (add a migration if one must go).
@@ -123,6 +140,8 @@ impl Step {
     pub fn id(&self) -> String {
         match self {
             Step::PostProvision(name) => format!("{POST_PROVISION}{name}"),
+            Step::GrantAccess(who) => format!("{GRANT_ACCESS}{who}"),
+            Step::RevokeAccess(who) => format!("{REVOKE_ACCESS}{who}"),
             other => other
                 .fixed()
                 .map(|(_, id, _)| (*id).to_string())
@@ -134,6 +153,8 @@ impl Step {
     pub fn label(&self) -> String {
         match self {
             Step::PostProvision(name) => format!("post-provision: {name}"),
+            Step::GrantAccess(who) => format!("give {} access", person_shown(who)),
+            Step::RevokeAccess(who) => format!("take {}'s access away", person_shown(who)),
             other => other
                 .fixed()
                 .map(|(_, _, label)| (*label).to_string())
@@ -145,6 +166,12 @@ impl Step {
     pub fn from_id(id: &str) -> Option<Step> {
         if let Some(name) = id.strip_prefix(POST_PROVISION) {
             return (!name.is_empty()).then(|| Step::PostProvision(name.to_string()));
+        }
+        if let Some(who) = id.strip_prefix(GRANT_ACCESS) {
+            return (!who.is_empty()).then(|| Step::GrantAccess(who.to_string()));
+        }
+        if let Some(who) = id.strip_prefix(REVOKE_ACCESS) {
+            return (!who.is_empty()).then(|| Step::RevokeAccess(who.to_string()));
         }
         FIXED
             .iter()
@@ -181,6 +208,8 @@ mod tests {
     fn every_step() -> Vec<Step> {
         let mut all: Vec<Step> = FIXED.iter().map(|(s, _, _)| s.clone()).collect();
         all.push(Step::PostProvision("install packages".into()));
+        all.push(Step::GrantAccess("console:carol".into()));
+        all.push(Step::RevokeAccess("discord:720000000000000002".into()));
         for s in &all {
             // Exhaustive on purpose: a new variant is a compile error here.
             match s {
@@ -191,6 +220,8 @@ mod tests {
                 | Step::AddHa
                 | Step::ReachSsh
                 | Step::PostProvision(_)
+                | Step::GrantAccess(_)
+                | Step::RevokeAccess(_)
                 | Step::InitialSnapshot
                 | Step::MarkReady
                 | Step::RemoveHa
@@ -224,7 +255,7 @@ mod tests {
     #[test]
     fn ids_and_labels_are_unique_and_ids_parse_back() {
         let all = every_step();
-        assert_eq!(all.len(), 32, "a step was added: give it an id and a label");
+        assert_eq!(all.len(), 34, "a step was added: give it an id and a label");
         let mut ids = std::collections::HashSet::new();
         let mut labels = std::collections::HashSet::new();
         for s in &all {
@@ -240,6 +271,7 @@ mod tests {
     fn a_label_is_not_an_id() {
         assert_eq!(Step::from_id("create container"), None);
         assert_eq!(Step::from_id("post_provision:"), None);
+        assert_eq!(Step::from_id("grant_access:"), None);
         assert!(serde_json::from_str::<Step>("\"reboot\"").is_err());
     }
 }

@@ -42,6 +42,15 @@ pub enum SshError {
          If the guest was rebuilt on purpose, destroy and recreate the environment"
     )]
     HostKeyChanged { address: String, recorded: String },
+    #[error(
+        "the command Slipway ran over SSH on {address} as {user} failed: {message}; \
+         check that the guest is up and that {user} may write its ~/.ssh"
+    )]
+    Failed {
+        address: String,
+        user: String,
+        message: String,
+    },
     #[error("cannot run ssh: {0}; install OpenSSH's client (Debian: openssh-client)")]
     Spawn(String),
     #[error("cannot write the known_hosts file for {0}: {1}")]
@@ -84,9 +93,11 @@ struct Attempt {
     message: String,
 }
 
-async fn attempt(target: &Target<'_>, known: &Path, strict: &str) -> Result<Attempt, SshError> {
-    let out = tokio::process::Command::new("ssh")
-        .args(["-F", "/dev/null", "-i"])
+/// `ssh` as Slipway runs it: no configuration but this, `known` as the only
+/// known_hosts, `strict` host key checking; the remote command follows.
+fn ssh(target: &Target<'_>, known: &Path, strict: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args(["-F", "/dev/null", "-i"])
         .arg(target.key_file)
         .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
         .args([
@@ -103,27 +114,89 @@ async fn attempt(target: &Target<'_>, known: &Path, strict: &str) -> Result<Atte
         .arg(format!("ConnectTimeout={CONNECT_TIMEOUT_SECS}"))
         .args(["-o", "LogLevel=ERROR", "-l", target.user, "--"])
         .arg(target.address)
-        .arg("true")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| SshError::Spawn(e.to_string()))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let message = stderr
+        .kill_on_drop(true);
+    cmd
+}
+
+/// The last line of ssh's stderr that says something.
+fn last_words(stderr: &str) -> String {
+    stderr
         .lines()
         .map(str::trim)
         .rfind(|l| !l.is_empty() && !l.starts_with('@'))
         .unwrap_or("no answer")
-        .to_string();
+        .to_string()
+}
+
+fn host_key_failed(stderr: &str) -> bool {
+    stderr.contains("Host key verification failed")
+        || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+}
+
+async fn attempt(target: &Target<'_>, known: &Path, strict: &str) -> Result<Attempt, SshError> {
+    let out = ssh(target, known, strict)
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| SshError::Spawn(e.to_string()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
     Ok(Attempt {
         ok: out.status.success(),
-        host_key_failed: stderr.contains("Host key verification failed")
-            || stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
-        message,
+        host_key_failed: host_key_failed(&stderr),
+        message: last_words(&stderr),
     })
+}
+
+/// Runs the shell command `command` on a known guest (it must present one of
+/// the `recorded` host keys), with `input` on its stdin, within `limit`.
+pub async fn run(
+    target: &Target<'_>,
+    recorded: &str,
+    command: &str,
+    input: &[u8],
+    limit: Duration,
+) -> Result<(), SshError> {
+    let file = KnownHostsFile::new(recorded)?;
+    let mut child = ssh(target, &file.path(), "yes")
+        .arg(command)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| SshError::Spawn(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(input)
+            .await
+            .map_err(|e| SshError::Io(target.address.into(), e.to_string()))?;
+    }
+    let failed = |message: String| SshError::Failed {
+        address: target.address.into(),
+        user: target.user.into(),
+        message,
+    };
+    let out = tokio::time::timeout(limit, child.wait_with_output())
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "no answer within {}",
+                crate::chat::render::duration(limit)
+            ))
+        })?
+        .map_err(|e| SshError::Spawn(e.to_string()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        return Ok(());
+    }
+    if host_key_failed(&stderr) {
+        return Err(SshError::HostKeyChanged {
+            address: target.address.into(),
+            recorded: fingerprints(recorded).join(", "),
+        });
+    }
+    Err(failed(last_words(&stderr)))
 }
 
 /// Logs in until the guest accepts, within `wait`. With `recorded` host keys

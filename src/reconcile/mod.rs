@@ -5,11 +5,13 @@
 //! environment's thread. Orphans — containers with Slipway's tag and no live
 //! environment — are reported, and removed only after a grace period, only
 //! inside Slipway's VMID ranges and only with its tag. A container without the
-//! tag is never touched.
+//! tag is never touched. A ready environment's address is re-read and
+//! followed when DHCP gave it another ([`addresses`]).
 //!
 //! [`apps`] does the same for apps' containers on the Docker hosts. The two
 //! halves run independently: Proxmox being down says nothing about Docker.
 
+mod addresses;
 mod apps;
 
 use crate::chat::{announce, Announcement, AnnouncementKind, Sinks};
@@ -41,6 +43,8 @@ pub struct Pass {
     pub unreachable: Vec<String>,
     /// Environments whose guest was found on another node (HA, a migration).
     pub moved: Vec<String>,
+    /// Environments whose address changed (DHCP): a readdress job was queued.
+    pub readdressed: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +65,8 @@ pub struct Reconciler {
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
     pub sinks: Sinks,
+    /// Wakes the workers when a job is queued.
+    pub workers: Arc<tokio::sync::Notify>,
 }
 
 impl Reconciler {
@@ -99,6 +105,7 @@ impl Reconciler {
     async fn pass_lxc(&self, pass: &mut Pass) -> Result<(), ReconcileError> {
         let guests = self.compute.guests().await?;
         self.check_drift(&guests, pass).await?;
+        self.check_addresses(&guests, pass).await?;
         self.check_orphans(&guests, pass).await
     }
 

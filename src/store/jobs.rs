@@ -267,6 +267,20 @@ impl Store {
         .await
     }
 
+    /// An environment's latest jobs, newest first.
+    pub async fn env_jobs(&self, env_id: i64, limit: i64) -> Result<Vec<JobRecord>, StoreError> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE env_id = ?1 ORDER BY id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt
+                .query_map(params![env_id, limit], job_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
     /// Unfinished jobs (for the console's wait and for metrics).
     pub async fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, StoreError> {
         self.call(|c| {

@@ -400,6 +400,20 @@ impl Worker {
                 "restarted".into(),
             ),
             JobKind::Stop => (&[EnvState::Ready], EnvState::Stopped, "stopped".into()),
+            JobKind::Readdress => (
+                &[EnvState::Ready],
+                EnvState::Ready,
+                crate::chat::render::readdressed(env.address.as_deref()),
+            ),
+            JobKind::Access => (
+                &[EnvState::Ready],
+                EnvState::Ready,
+                crate::chat::render::access_changed(
+                    run.steps.iter().map(|s| &s.step),
+                    &self.config.provision.ssh_user,
+                    env.address.as_deref(),
+                ),
+            ),
             JobKind::Destroy => (
                 &[EnvState::Destroying, EnvState::Destroyed],
                 EnvState::Destroyed,

@@ -29,6 +29,18 @@ async fn bad_input_is_refused_clearly_and_nothing_is_stored() {
             "64 characters is more than the 63 allowed",
         ),
         (
+            "/env create profile:web-app name:shop dryrun:true".into(),
+            "unknown option dryrun for /env create; did you mean dry-run? Its options: profile, name,",
+        ),
+        (
+            "/env create profile:web-app name:shop colour:red".into(),
+            "unknown option colour for /env create. Its options:",
+        ),
+        (
+            "/env create profile:web-app name:shop dry-run".into(),
+            "give dry-run a value: dry-run:true",
+        ),
+        (
             "/env create profile:nope name:shop".into(),
             "profile: 'nope' is not one of:",
         ),

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 /// How long a create with a real playbook may take (apt through the proxy).
-const PROVISION_LIMIT: Duration = Duration::from_secs(600);
+pub const PROVISION_LIMIT: Duration = Duration::from_secs(600);
 
 /// A Slipway whose team web hands out the one address `10.231.N.2` (gateway
 /// `.1`), whose profiles take their address from that pool, and whose

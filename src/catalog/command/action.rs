@@ -55,6 +55,10 @@ actions! {
     EnvExtend = "env.extend",
     /// Keep an environment with no expiry.
     EnvKeep = "env.keep",
+    /// Push a person's SSH keys into a running environment.
+    EnvAccessAdd = "env.access.add",
+    /// Take a person's SSH keys out of an environment.
+    EnvAccessRemove = "env.access.remove",
     /// A team's quota and use.
     Quota = "quota",
     /// Recent jobs.
@@ -166,6 +170,7 @@ impl Action {
             AppLogs => const { &[NAME, opt("lines", Integer)] },
             AppUpdate => const { &[NAME, req("image", Text)] },
             KeysAdd | KeysRemove => &[KEY],
+            EnvAccessAdd | EnvAccessRemove => const { &[NAME, req("user", Text)] },
         }
     }
 
@@ -189,6 +194,8 @@ impl Action {
                 | EnvDestroy
                 | EnvExtend
                 | EnvKeep
+                | EnvAccessAdd
+                | EnvAccessRemove
         )
     }
 }

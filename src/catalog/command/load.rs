@@ -71,6 +71,7 @@ pub(in crate::catalog) fn load_file(
     };
     let before = problems.len();
     let mut leaves = Vec::new();
+    let mut subgroups = Vec::new();
     if raw.subcommands.is_empty() {
         if let Some(spec) = leaf(&file, vec![raw.name.clone()], &raw, problems) {
             leaves.push(spec);
@@ -86,15 +87,11 @@ pub(in crate::catalog) fn load_file(
             ));
         }
         for sub in &raw.subcommands {
-            if !sub.subcommands.is_empty() {
-                problems.push(Problem::new(
-                    &file,
-                    format!("{} {}: subcommands nest one level only", raw.name, sub.name),
-                ));
-            }
-            let path = vec![raw.name.clone(), sub.name.clone()];
-            if let Some(spec) = leaf(&file, path, sub, problems) {
-                leaves.push(spec);
+            if sub.subcommands.is_empty() {
+                let path = vec![raw.name.clone(), sub.name.clone()];
+                leaves.extend(leaf(&file, path, sub, problems));
+            } else {
+                subgroups.push(subgroup(&file, &raw.name, sub, &mut leaves, problems));
             }
         }
     }
@@ -103,8 +100,44 @@ pub(in crate::catalog) fn load_file(
         name: raw.name,
         description: raw.description,
         leaves,
+        subgroups,
         file,
     })
+}
+
+/// A subcommand with subcommands of its own (Discord's subcommand group, e.g.
+/// `/env access add`): its leaves go to `leaves`; returns its name and description.
+fn subgroup(
+    file: &str,
+    command: &str,
+    sub: &RawLeaf,
+    leaves: &mut Vec<CommandSpec>,
+    problems: &mut Vec<Problem>,
+) -> (String, String) {
+    check_name(file, &sub.name, problems);
+    if !sub.options.is_empty() || sub.action.is_some() || sub.private {
+        problems.push(Problem::new(
+            file,
+            format!(
+                "{command} {}: has subcommands, so options, action and private belong to them",
+                sub.name
+            ),
+        ));
+    }
+    for inner in &sub.subcommands {
+        if !inner.subcommands.is_empty() {
+            problems.push(Problem::new(
+                file,
+                format!(
+                    "{command} {} {}: subcommands nest two levels only",
+                    sub.name, inner.name
+                ),
+            ));
+        }
+        let path = vec![command.to_string(), sub.name.clone(), inner.name.clone()];
+        leaves.extend(leaf(file, path, inner, problems));
+    }
+    (sub.name.clone(), sub.description.clone())
 }
 
 fn check_name(file: &str, name: &str, problems: &mut Vec<Problem>) {

@@ -133,7 +133,10 @@ pub struct CommandGroup {
     pub name: String,
     pub description: String,
     /// Runnable commands under it; one with path [name] if it has no subcommands.
+    /// A leaf of a subcommand group has a path of three: [name, group, leaf].
     pub leaves: Vec<CommandSpec>,
+    /// Subcommand groups (`/env access …`): name and description.
+    pub subgroups: Vec<(String, String)>,
     pub file: String,
 }
 

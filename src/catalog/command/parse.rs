@@ -44,7 +44,8 @@ pub fn parse(
     let (spec, rest) = if group.leaves.len() == 1 && group.leaves[0].path.len() == 1 {
         (&group.leaves[0], &words[1..])
     } else {
-        let names: Vec<&str> = group.leaves.iter().map(|l| l.path[1].as_str()).collect();
+        let mut names: Vec<&str> = group.leaves.iter().map(|l| l.path[1].as_str()).collect();
+        names.dedup();
         let Some(sub) = words.get(1) else {
             return Err(ParseError(format!(
                 "/{} needs a subcommand: {}",
@@ -60,11 +61,49 @@ pub fn parse(
                 names.join(", ")
             )));
         };
+        if spec.path.len() == 3 {
+            return in_subgroup(group, choices, sub, &words[2..]);
+        }
         (spec, &words[2..])
     };
     let args = parse_args(spec, choices, rest)?;
     Ok((
         spec.clone(),
+        Invocation {
+            command: spec.path.join(" "),
+            action: spec.action,
+            args,
+        },
+    ))
+}
+
+/// `/env access add …`: the leaf of subcommand group `sub` named by the first of `words`.
+fn in_subgroup(
+    group: &CommandGroup,
+    choices: &ChoiceValues,
+    sub: &str,
+    words: &[String],
+) -> Result<(CommandSpec, Invocation), ParseError> {
+    let inner: Vec<&CommandSpec> = group.leaves.iter().filter(|l| l.path[1] == sub).collect();
+    let names: Vec<&str> = inner.iter().map(|l| l.path[2].as_str()).collect();
+    let Some(word) = words.first() else {
+        return Err(ParseError(format!(
+            "/{} {sub} needs a subcommand: {}",
+            group.name,
+            names.join(", ")
+        )));
+    };
+    let Some(spec) = inner.iter().find(|l| l.path[2] == *word) else {
+        return Err(ParseError(format!(
+            "/{} {sub} has no subcommand {}; try one of: {}",
+            group.name,
+            crate::domain::names::shown(word),
+            names.join(", ")
+        )));
+    };
+    let args = parse_args(spec, choices, &words[1..])?;
+    Ok((
+        (*spec).clone(),
         Invocation {
             command: spec.path.join(" "),
             action: spec.action,
@@ -80,7 +119,17 @@ fn parse_args(
 ) -> Result<BTreeMap<String, ArgValue>, ParseError> {
     let mut raw: BTreeMap<&str, String> = BTreeMap::new();
     let mut many: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    // Options named anywhere on the line: positional words fill the others.
+    let named: Vec<&str> = words
+        .iter()
+        .filter_map(|w| w.split_once(':').map(|(k, _)| k))
+        .filter(|k| spec.options.iter().any(|o| o.name == *k))
+        .collect();
     for (i, word) in words.iter().enumerate() {
+        let slot = spec.options.iter().find(|o| {
+            !o.repeat && !raw.contains_key(o.name.as_str()) && !named.contains(&o.name.as_str())
+        });
+        misnamed(spec, word, slot)?;
         if let Some((key, value)) = word.split_once(':') {
             if let Some(opt) = spec.options.iter().find(|o| o.name == key) {
                 if opt.repeat {
@@ -95,11 +144,7 @@ fn parse_args(
                 continue;
             }
         }
-        let Some(opt) = spec
-            .options
-            .iter()
-            .find(|o| !o.repeat && !raw.contains_key(o.name.as_str()))
-        else {
+        let Some(opt) = slot else {
             return Err(ParseError(format!(
                 "{}: unexpected {}; usage: {}",
                 spec.display_path(),
@@ -140,6 +185,86 @@ fn parse_args(
         }
     }
     Ok(out)
+}
+
+/// An option the command does not have (`dryrun:true`, `colour:red`) or a
+/// flag without its value (a bare `dry-run`), instead of being taken as the
+/// value of the next positional option. `slot` is where a positional word
+/// would go: a text option there keeps words like `nginx:1.25` as values,
+/// unless the key is close to one of the command's options.
+fn misnamed(spec: &CommandSpec, word: &str, slot: Option<&OptionSpec>) -> Result<(), ParseError> {
+    let names: Vec<&str> = spec.options.iter().map(|o| o.name.as_str()).collect();
+    let listed = || {
+        if names.is_empty() {
+            "It takes no options.".to_string()
+        } else {
+            format!("Its options: {}.", names.join(", "))
+        }
+    };
+    if let Some(flag) = spec
+        .options
+        .iter()
+        .find(|o| o.kind == OptionKind::Boolean && o.name == word)
+    {
+        return Err(ParseError(format!(
+            "{}: give {} a value: {}:true; usage: {}",
+            spec.display_path(),
+            flag.name,
+            flag.name,
+            spec.usage()
+        )));
+    }
+    let Some((key, _)) = word.split_once(':') else {
+        return Ok(());
+    };
+    let option_like = !key.is_empty()
+        && key.len() <= 32
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !option_like || names.contains(&key) {
+        return Ok(());
+    }
+    let near = names.iter().copied().find(|n| similar(n, key));
+    let takes_text = slot.is_some_and(|o| o.kind == OptionKind::String);
+    if takes_text && near.is_none() {
+        return Ok(());
+    }
+    let hint = near
+        .map(|n| format!("; did you mean {n}?"))
+        .unwrap_or_else(|| ".".into());
+    Err(ParseError(format!(
+        "unknown option {key} for {}{hint} {}",
+        spec.display_path(),
+        listed()
+    )))
+}
+
+/// The same name but for '-'/'_', case or a typo of at most two letters.
+fn similar(known: &str, typed: &str) -> bool {
+    let plain = |s: &str| -> String {
+        s.chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let (a, b) = (plain(known), plain(typed));
+    a == b || (a.len().min(b.len()) > 3 && edit_distance(&a, &b) <= 2)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn typed(opt: &OptionSpec, choices: &ChoiceValues, value: &str) -> Result<ArgValue, ParseError> {
@@ -293,6 +418,50 @@ options = [
             profiles: vec!["web-app".into()],
             teams: vec![],
         }
+    }
+
+    fn error(line: &str) -> String {
+        parse(&groups(), &choices(), line).unwrap_err().0
+    }
+
+    #[test]
+    fn an_unknown_option_is_named_with_the_one_meant() {
+        let e = error("/env create profile:web-app name:shop dryrun:true");
+        assert_eq!(
+            e,
+            "unknown option dryrun for /env create; did you mean dry-run? Its options: profile, name, cpu, ttl, dry-run."
+        );
+        let e = error("/env create profile:web-app name:shop colour:red");
+        assert!(
+            e.starts_with("unknown option colour for /env create. Its options: profile"),
+            "{e}"
+        );
+        // Before the positional words it would otherwise have taken.
+        let e = error("/env create colour:red web-app shop");
+        assert!(e.starts_with("unknown option colour"), "{e}");
+    }
+
+    #[test]
+    fn a_bare_flag_asks_for_its_value() {
+        let e = error("/env create profile:web-app name:shop dry-run");
+        assert!(
+            e.starts_with("/env create: give dry-run a value: dry-run:true"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn values_with_a_colon_still_fill_text_options() {
+        let (_, inv) = parse(&groups(), &choices(), "/app deploy nginx:1.25 shop").unwrap();
+        assert_eq!(inv.str("image"), Some("nginx:1.25"));
+        let (_, inv) = parse(&groups(), &choices(), "/deny 3 note: not now").unwrap();
+        assert_eq!(inv.str("reason"), Some("note: not now"));
+    }
+
+    #[test]
+    fn a_positional_word_fills_an_option_not_named_later() {
+        let (_, inv) = parse(&groups(), &choices(), "/env create shop profile:web-app").unwrap();
+        assert_eq!(inv.str("name"), Some("shop"));
     }
 
     #[test]

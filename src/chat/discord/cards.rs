@@ -409,6 +409,8 @@ pub(super) async fn watch_lifecycle(d: Arc<Discord>, mut rx: Receiver<Progress>)
                     JobKind::Restart => "🔄",
                     JobKind::Destroy => "🗑️",
                     JobKind::Update => "⬆️",
+                    JobKind::Readdress => "🧭",
+                    JobKind::Access => "🔑",
                 };
                 (
                     format!("{mark} {}: {summary}", p.env_name),

@@ -14,6 +14,7 @@ use serenity::model::id::{ApplicationId, GuildId};
 
 /// Discord's option types.
 const SUB_COMMAND: u8 = 1;
+const SUB_COMMAND_GROUP: u8 = 2;
 const STRING: u8 = 3;
 const INTEGER: u8 = 4;
 const BOOLEAN: u8 = 5;
@@ -82,18 +83,7 @@ fn group(g: &CommandGroup, teams: &[String]) -> Value {
     if g.leaves.len() == 1 && g.leaves[0].path.len() == 1 {
         v["options"] = options(&g.leaves[0], teams);
     } else {
-        v["options"] = g
-            .leaves
-            .iter()
-            .map(|leaf| {
-                json!({
-                    "type": SUB_COMMAND,
-                    "name": leaf.path[1],
-                    "description": super::sink::clip(&leaf.description, 100),
-                    "options": options(leaf, teams),
-                })
-            })
-            .collect();
+        v["options"] = Value::Array(subcommands(g, teams));
     }
     // Discord sets permissions per top-level command: hide a command from
     // everyone but server admins when all its parts are for team admins; a
@@ -103,6 +93,49 @@ fn group(g: &CommandGroup, teams: &[String]) -> Value {
         v["default_member_permissions"] = json!(0);
     }
     v
+}
+
+fn subcommand(leaf: &CommandSpec, teams: &[String]) -> Value {
+    json!({
+        "type": SUB_COMMAND,
+        "name": leaf.path.last(),
+        "description": super::sink::clip(&leaf.description, 100),
+        "options": options(leaf, teams),
+    })
+}
+
+/// A command's subcommands, with those of a group (`/env access add`) inside
+/// a SUB_COMMAND_GROUP where the group's first leaf stands.
+fn subcommands(g: &CommandGroup, teams: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for leaf in &g.leaves {
+        if leaf.path.len() == 2 {
+            out.push(subcommand(leaf, teams));
+            continue;
+        }
+        let name = &leaf.path[1];
+        if out.iter().any(|o| o["name"] == json!(name)) {
+            continue;
+        }
+        let description = g
+            .subgroups
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, d)| d.as_str());
+        let inner: Vec<Value> = g
+            .leaves
+            .iter()
+            .filter(|l| l.path.len() == 3 && l.path[1] == *name)
+            .map(|l| subcommand(l, teams))
+            .collect();
+        out.push(json!({
+            "type": SUB_COMMAND_GROUP,
+            "name": name,
+            "description": super::sink::clip(description, 100),
+            "options": inner,
+        }));
+    }
+    out
 }
 
 /// The application-command definitions for the whole catalog.
@@ -177,13 +210,17 @@ pub fn command_line(data: &CommandData) -> String {
 
 /// Where the focused option of an autocomplete draws its values from.
 pub fn choice_source(catalog: &Catalog, data: &CommandData, option: &str) -> Option<ChoiceSource> {
-    let sub = data.options.iter().find_map(|o| match &o.value {
-        CommandDataOptionValue::SubCommand(_) => Some(o.name.as_str()),
+    let mut path = vec![data.name.as_str()];
+    let mut level = &data.options;
+    while let Some((name, inner)) = level.iter().find_map(|o| match &o.value {
+        CommandDataOptionValue::SubCommand(inner)
+        | CommandDataOptionValue::SubCommandGroup(inner) => Some((o.name.as_str(), inner)),
         _ => None,
-    });
-    let spec = catalog
-        .commands()
-        .find(|c| c.path[0] == data.name && c.path.get(1).map(String::as_str) == sub)?;
+    }) {
+        path.push(name);
+        level = inner;
+    }
+    let spec = catalog.commands().find(|c| c.path == path)?;
     spec.options
         .iter()
         .find(|o| o.name == option)

@@ -70,6 +70,8 @@ pub fn plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
             Step::RemoveOldContainer,
         ]),
         JobKind::Restart => steps.push(Step::RestartApp),
+        // Apps follow their host's address through the host environment.
+        JobKind::Readdress | JobKind::Access => {}
         JobKind::Stop => steps.push(Step::StopApp),
         JobKind::Start => steps.push(Step::StartApp),
         JobKind::Destroy => {
@@ -97,6 +99,10 @@ mod tests {
         };
         for kind in JobKind::ALL.iter().copied() {
             let steps = plan(kind, opts);
+            if matches!(kind, JobKind::Readdress | JobKind::Access) {
+                assert!(steps.is_empty(), "apps follow their host, not a lease");
+                continue;
+            }
             assert!(!steps.is_empty(), "an app's {kind} job has no steps");
             for step in steps {
                 assert_eq!(Step::from_id(&step.id()), Some(step));

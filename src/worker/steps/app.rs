@@ -555,6 +555,8 @@ impl StepCx<'_> {
                 app.image
             ),
             JobKind::Restart => "restarted".into(),
+            JobKind::Readdress => format!("route and DNS follow its new address{url}"),
+            JobKind::Access => "access changed".into(),
             JobKind::Start => format!("started; running {}{url}", app.image),
             JobKind::Stop => format!(
                 "stopped; its quota stays reserved. /app start {} starts it again",

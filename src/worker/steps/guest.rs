@@ -472,7 +472,11 @@ fn needs_address(
     provisioning: bool,
 ) -> bool {
     run.steps.iter().any(|s| match &s.step {
-        Step::PublishRoute | Step::RegisterDns | Step::AddMonitoring => true,
+        Step::PublishRoute
+        | Step::RegisterDns
+        | Step::AddMonitoring
+        | Step::GrantAccess(_)
+        | Step::RevokeAccess(_) => true,
         Step::ReachSsh => provisioning,
         Step::PostProvision(name) => {
             provisioning

@@ -7,6 +7,7 @@
 //! (a container with this environment's tag, a running status, a snapshot by
 //! name, a task id saved before a crash) and only then acts.
 
+mod access;
 mod app;
 mod create;
 pub(crate) mod data;
@@ -102,6 +103,8 @@ impl StepCx<'_> {
             Step::AddHa => self.add_ha(run).await,
             Step::ReachSsh => self.reach_ssh(run).await,
             Step::PostProvision(name) => self.post_provision(run, name).await,
+            Step::GrantAccess(who) => self.grant_access(run, who).await,
+            Step::RevokeAccess(who) => self.revoke_access(run, who).await,
             Step::InitialSnapshot => self.initial_snapshot(run, i).await,
             Step::MarkReady => self.mark_ready(run).await,
             Step::RemoveHa => self.remove_ha(run).await,
@@ -171,6 +174,8 @@ impl StepCx<'_> {
             | Step::RemoveDns
             | Step::RemoveMonitoring
             | Step::RemoveOldContainer
+            | Step::GrantAccess(_)
+            | Step::RevokeAccess(_)
             | Step::RestartApp
             | Step::StopApp
             | Step::StartApp
