@@ -8,6 +8,8 @@
 //! request) and the same store (the earlier rounds' environments destroyed).
 //! The ratio is the median of the rounds' ratios; fakepve's own CPU time is
 //! reported beside it, since fakepve (one Python thread) sets the pace.
+//! The requester has added [`KEYS`] SSH keys, so every create request carries
+//! them and Slipway's own key in `ssh-public-keys` (the client sends the same).
 
 use crate::common::{Opts, TestEnv};
 use crate::Figure;
@@ -18,6 +20,8 @@ use std::time::{Duration, Instant};
 const ENVS: usize = 200;
 const AT_ONCE: usize = 16;
 const ROUNDS: usize = 6;
+/// SSH keys bob has added (`/keys add`).
+const KEYS: usize = 3;
 
 /// User + system CPU seconds of this whole process so far.
 fn process_cpu() -> f64 {
@@ -87,6 +91,16 @@ async fn slipway_phase(env: &TestEnv, round: usize) -> Phase {
         .await;
     let all = env.pve.requests().await;
     if round == 0 {
+        let create = all
+            .iter()
+            .find(|r| {
+                r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/lxc"))
+            })
+            .expect("a create request");
+        let keys = create["params"]["ssh-public-keys"]
+            .as_str()
+            .map_or(0, |k| k.lines().count());
+        assert_eq!(keys, KEYS + 1, "a create carries bob's keys and Slipway's");
         eprintln!("Slipway's Proxmox requests per environment, by call:");
         for (call, n) in by_call(&all) {
             eprintln!("  {:.2}  {call}", n as f64 / ENVS as f64);
@@ -138,6 +152,8 @@ struct Client {
     http: reqwest::Client,
     base: String,
     auth: String,
+    /// The `ssh-public-keys` Slipway sends: bob's keys and its own.
+    keys: String,
 }
 
 impl Client {
@@ -190,7 +206,16 @@ impl Client {
             ("unprivileged", "1".into()),
             ("onboot", "0".into()),
             // The same parameters Slipway sends (fakepve's cost depends on them).
-            ("net0", "name=eth0,bridge=vmbr0,firewall=1,ip=dhcp".into()),
+            (
+                "net0",
+                format!(
+                    "name=eth0,bridge=vmbr0,firewall=1,hwaddr=BC:24:11:{:02X}:{:02X}:{:02X},ip=dhcp",
+                    vmid >> 16 & 0xff,
+                    vmid >> 8 & 0xff,
+                    vmid & 0xff
+                ),
+            ),
+            ("ssh-public-keys", self.keys.clone()),
             ("tags", format!("slipway;slipway-env-{vmid};slipway-team-web")),
             (
                 "description",
@@ -228,8 +253,47 @@ impl Client {
     }
 }
 
+/// Adds [`KEYS`] new ed25519 keys for bob through `/keys add`; returns what a
+/// create request then carries in `ssh-public-keys`.
+async fn add_keys(env: &TestEnv) -> String {
+    let running = env.start();
+    let mut lines = Vec::new();
+    for i in 0..KEYS {
+        let path = env.dir.path().join(format!("bob_key{i}"));
+        let made = std::process::Command::new("ssh-keygen")
+            .args([
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &format!("bob@laptop{i}"),
+                "-f",
+            ])
+            .arg(&path)
+            .status()
+            .expect("ssh-keygen (Debian: openssh-client)");
+        assert!(made.success(), "ssh-keygen failed");
+        let line = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        let line = line.trim().to_string();
+        let reply = running
+            .say("bob", &format!("/keys add key:\"{line}\""))
+            .await;
+        assert!(reply.text.contains("Added"), "{}", reply.text);
+        lines.push(line);
+    }
+    if let Some(app) = running.app {
+        app.shutdown(Duration::from_secs(10)).await;
+    }
+    let own = std::fs::read_to_string(env.dir.path().join("slipway_ed25519.pub"))
+        .expect("Slipway's public key beside its database");
+    lines.push(own.trim().to_string());
+    lines.join("\n")
+}
+
 /// The minimal client's phase.
-async fn client_phase(env: &TestEnv, round: usize) -> Phase {
+async fn client_phase(env: &TestEnv, round: usize, keys: &str) -> Phase {
     let pem = std::fs::read(&env.pve.ca).unwrap();
     let client = Client {
         http: reqwest::Client::builder()
@@ -238,6 +302,7 @@ async fn client_phase(env: &TestEnv, round: usize) -> Phase {
             .unwrap(),
         base: env.pve.url.clone(),
         auth: format!("PVEAPIToken={}={}", env.pve.token_id, env.pve.token_secret),
+        keys: keys.to_string(),
     };
     env.pve.forget_guests(1000, 9999).await;
     env.pve.clear_requests().await;
@@ -301,17 +366,18 @@ pub async fn full_pipeline() -> Vec<Figure> {
     // fakepve stands in for a Proxmox host, which is another machine: it gets
     // one core, Slipway and the minimal client (this process) the other, so
     // neither side's CPU time slows the stand-in both are measured against.
+    let keys = add_keys(&env).await;
     let pinned = pin(std::process::id(), "0") && pin(env.pve.pid(), "1");
     // Rounds alternate which side goes first; each round's two phases run
     // back to back, so the machine's load moves both alike.
     let mut rounds = Vec::new();
     for round in 0..ROUNDS {
         let (s, c) = if round % 2 == 0 {
-            let c = client_phase(&env, round).await;
+            let c = client_phase(&env, round, &keys).await;
             (slipway_phase(&env, round).await, c)
         } else {
             let s = slipway_phase(&env, round).await;
-            (s, client_phase(&env, round).await)
+            (s, client_phase(&env, round, &keys).await)
         };
         rounds.push((s, c));
     }
