@@ -75,6 +75,13 @@ impl Scheduler {
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         for (env, failed) in self.store.expired(now, grace).await? {
             self.store.skip_env_reminders(env.id).await?;
+            // A docker-host environment goes after the apps on it.
+            let host = crate::provider::docker::env_host_key(env.id);
+            let apps = self.store.apps_on_host(host).await?;
+            if !apps.is_empty() {
+                self.remove_apps_first(&env, &apps).await?;
+                continue;
+            }
             let job = NewJob {
                 kind: JobKind::Destroy,
                 // One teardown per expiry and try, however often this runs.
@@ -126,6 +133,53 @@ impl Scheduler {
                 }
                 // A job of its own runs: the next look tries again.
                 Enqueued::Busy(_) | Enqueued::Duplicate(_) | Enqueued::WrongState(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the removal of every app on the expired docker-host `env`; the
+    /// environment's own teardown follows on a later look, once they are gone.
+    async fn remove_apps_first(
+        &self,
+        env: &crate::store::envs::EnvRecord,
+        apps: &[crate::store::envs::EnvRecord],
+    ) -> Result<(), StoreError> {
+        const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
+        for app in apps {
+            let publish = &self.config.publish;
+            let opts = crate::domain::app::AppOptions {
+                route: app.domain.is_some() && publish.router.is_some(),
+                dns: app.domain.is_some() && publish.dns.is_some(),
+            };
+            let job = NewJob {
+                kind: JobKind::Destroy,
+                idempotency_key: format!(
+                    "expiry-host:{}:{}:{}",
+                    app.id,
+                    env.id,
+                    env.expires_at.unwrap_or_default()
+                ),
+                requested_by: "slipway:lifetimes".into(),
+                reply_to: app.announce_to_or_default(),
+                steps: crate::domain::app::plan(JobKind::Destroy, opts),
+            };
+            let queued = self
+                .store
+                .enqueue(app.id, LIVE, Some(EnvState::Destroying), job)
+                .await?;
+            if let Enqueued::Queued(job_id) = queued {
+                tracing::info!(env = %env.name, app = %app.name, job = job_id, "host expired: removing its app first");
+                self.workers.notify_waiters();
+                let a = Announcement {
+                    text: format!(
+                        "⌛ {} expired; the app {} on it is removed first (job {job_id}), then {} is torn down.",
+                        env.name, app.name, env.name
+                    ),
+                    env_id: env.id,
+                    kind: AnnouncementKind::Notice,
+                };
+                announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
             }
         }
         Ok(())

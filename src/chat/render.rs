@@ -288,6 +288,36 @@ pub fn env_info(
     out
 }
 
+/// Why a docker-host environment with apps on it is not destroyed.
+pub fn host_has_apps(env: &str, apps: &[crate::store::envs::EnvRecord]) -> String {
+    let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    format!(
+        "⚠️ {env} runs the apps {}; destroying it would strand them (and its address could go to another team's host). Remove them first: /app remove {}. Nothing was changed.",
+        names.join(", "),
+        names.join(", /app remove ")
+    )
+}
+
+/// The question a 🗑️ on a reminder gets before anything is destroyed.
+pub fn confirm_destroy(env: &crate::store::envs::EnvRecord) -> String {
+    let guest = env
+        .vmid
+        .map(|v| format!(" (CT {v} on {})", env.node))
+        .unwrap_or_default();
+    format!(
+        "⚠️ Destroy {}{guest} and everything on it? React 🗑️ on this message to confirm; nothing happens otherwise.",
+        env.name
+    )
+}
+
+/// The answer to a person who sent commands faster than the limit allows.
+pub fn slow_down(burst: u32, per_minute: u32, wait: std::time::Duration) -> String {
+    format!(
+        "🐢 Slow down: at most {burst} commands at once, then {per_minute} a minute. Try again in {}s.",
+        wait.as_secs().max(1)
+    )
+}
+
 /// The end of a job that moved what was published to a new address.
 pub fn readdressed(address: Option<&str>) -> String {
     format!(

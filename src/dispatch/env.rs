@@ -378,6 +378,13 @@ impl Dispatcher {
         if let Err(refusal) = call.may_act_on(&env, "do that") {
             return Ok(refusal);
         }
+        if kind == JobKind::Destroy {
+            let host = crate::provider::docker::env_host_key(env.id);
+            let apps = self.store.apps_on_host(host).await?;
+            if !apps.is_empty() {
+                return Ok(Reply::private(render::host_has_apps(&env.name, &apps)));
+            }
+        }
         let actor = call.actor();
         const READY: &[EnvState] = &[EnvState::Ready];
         const STOPPED: &[EnvState] = &[EnvState::Stopped];

@@ -114,6 +114,7 @@ impl Dispatcher {
                     .store
                     .request_lifetime(
                         &env,
+                        call.actor().key(),
                         "extend",
                         Some(by.as_secs() as i64),
                         why.clone(),
@@ -139,6 +140,7 @@ impl Dispatcher {
             .store
             .request_lifetime(
                 &env,
+                call.actor().key(),
                 "keep",
                 None,
                 why.clone(),

@@ -131,6 +131,17 @@ impl Dispatcher {
     /// Handles one chat command and returns the reply. Never panics on user input;
     /// an internal failure is logged in full and answered with a short apology.
     pub async fn handle(&self, inbound: &Inbound) -> Reply {
+        // Everything anyone can send is limited, before any parse or write.
+        if let Err(not_until) = self.limiter.check_key(&inbound.actor.key()) {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return Reply::private(crate::chat::render::slow_down(
+                self.config.policy.rate_burst,
+                self.config.policy.rate_per_minute,
+                wait,
+            ));
+        }
         let (spec, inv) = match self.catalog.parse(&inbound.text) {
             Ok(parsed) => parsed,
             Err(e) => return Reply::private(format!("⚠️ {e}")),
@@ -148,18 +159,6 @@ impl Dispatcher {
                 )
                 .await;
             return Reply::private(format!("⛔ {refusal}"));
-        }
-        if spec.permission != Permission::Anyone {
-            if let Err(not_until) = self.limiter.check_key(&inbound.actor.key()) {
-                let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                    &governor::clock::DefaultClock::default(),
-                ));
-                return Reply::private(format!(
-                    "🐢 Slow down: you may send {} commands a minute. Try again in {}s.",
-                    self.config.policy.rate_per_minute,
-                    wait.as_secs().max(1)
-                ));
-            }
         }
         let call = Call {
             inbound,

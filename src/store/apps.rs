@@ -139,6 +139,29 @@ impl Store {
         self.call(move |c| details(c, env)).await
     }
 
+    /// Live apps whose containers run on `host` (a declared host's name, or
+    /// `env:<id>` for a docker-host environment), oldest first.
+    pub async fn apps_on_host(&self, host: String) -> Result<Vec<EnvRecord>, StoreError> {
+        let ids: Vec<i64> = self
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT a.env_id FROM apps a JOIN environments e ON e.id = a.env_id
+                     WHERE a.host = ?1 AND e.state NOT IN ('destroyed', 'failed', 'denied')
+                     ORDER BY a.env_id",
+                )?;
+                let ids = stmt
+                    .query_map([host], |r| r.get(0))?
+                    .collect::<Result<Vec<i64>, _>>()?;
+                Ok(ids)
+            })
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.env(id).await?);
+        }
+        Ok(out)
+    }
+
     /// Live apps, optionally of one team, oldest first.
     pub async fn list_apps(&self, team: Option<String>) -> Result<Vec<AppRecord>, StoreError> {
         let envs = self.list_envs(team).await?;

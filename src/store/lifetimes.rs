@@ -181,32 +181,30 @@ impl Store {
 
     /// Asks for an admin's approval of a longer lifetime (`extend_secs`) or of
     /// no expiry at all (`kind` = "keep"). An open request of the same kind is reused.
+    /// A pending request by `requester` (who asked, not the owner) to extend
+    /// or keep `env`. The terms of a pending request never change: the same
+    /// ask again is the same request, a different one is a new request.
     pub async fn request_lifetime(
         &self,
         env: &EnvRecord,
+        requester: String,
         kind: &'static str,
         extend_secs: Option<i64>,
         reason: String,
         reply_to: String,
     ) -> Result<i64, StoreError> {
-        let (env_id, team, owner, name) = (
-            env.id,
-            env.team.clone(),
-            env.owner.clone(),
-            env.name.clone(),
-        );
+        let (env_id, team, name) = (env.id, env.team.clone(), env.name.clone());
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             if let Some(id) = tx
                 .query_row(
-                    "SELECT id FROM approvals WHERE env_id = ?1 AND kind = ?2 AND state = 'pending'",
-                    params![env_id, kind],
+                    "SELECT id FROM approvals WHERE env_id = ?1 AND kind = ?2 AND state = 'pending'
+                     AND extend_secs IS ?3 AND requester = ?4",
+                    params![env_id, kind, extend_secs, requester],
                     |r| r.get(0),
                 )
                 .optional()?
             {
-                tx.execute("UPDATE approvals SET extend_secs = ?2 WHERE id = ?1", params![id, extend_secs])?;
-                tx.commit()?;
                 return Ok(id);
             }
             let reason_json = serde_json::to_string(&crate::domain::policy::ApprovalReason::Lifetime(reason.clone()))
@@ -214,10 +212,10 @@ impl Store {
             tx.execute(
                 "INSERT INTO approvals (env_id, team, requester, reason, over_quota, state, reply_to, created_at, kind, extend_secs)
                  VALUES (?1, ?2, ?3, ?4, 0, 'pending', ?5, ?6, ?7, ?8)",
-                params![env_id, team, owner, reason_json, reply_to, super::now(), kind, extend_secs],
+                params![env_id, team, requester, reason_json, reply_to, super::now(), kind, extend_secs],
             )?;
             let id = tx.last_insert_rowid();
-            audit(&tx, &owner, &format!("env.{kind}"), &name, "pending approval", &reason)?;
+            audit(&tx, &requester, &format!("env.{kind}"), &name, "pending approval", &reason)?;
             tx.commit()?;
             Ok(id)
         })

@@ -9,6 +9,7 @@ pub mod envs;
 pub mod host_keys;
 pub mod jobs;
 pub mod lifetimes;
+pub mod private;
 pub mod reconcile;
 pub mod runs;
 pub mod ssh_keys;
@@ -33,6 +34,11 @@ pub enum StoreError {
     InUse(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(
+        "the database file {path} can be read by other users (mode {mode:04o}), and it holds app secrets; \
+         run: chmod 600 {path}, then start Slipway again"
+    )]
+    Exposed { path: String, mode: u32 },
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -98,6 +104,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) and migrates the database.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        private::private_file(path)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

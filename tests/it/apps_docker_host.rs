@@ -106,6 +106,13 @@ async fn an_app_runs_on_a_docker_host_environment_over_the_tls_slipway_provision
         ),
     );
     let installed = install_profile(&t);
+    // Operator credentials for a registry: they must never reach the team's dockerd.
+    std::fs::write(t.dir.path().join("registry-password"), "operator-secret\n").unwrap();
+    let mut text = std::fs::read_to_string(&t.config_path).unwrap();
+    text.push_str(
+        "\n[[docker.registries]]\nserver = \"127.0.0.1:5999\"\nusername = \"operator\"\npassword_file = \"registry-password\"\n",
+    );
+    std::fs::write(&t.config_path, text).unwrap();
     let s = t.start();
 
     let created = s
@@ -194,12 +201,55 @@ async fn an_app_runs_on_a_docker_host_environment_over_the_tls_slipway_provision
         .unwrap();
     assert_eq!(body.trim(), "hello from v1");
 
-    let removed = s.say("bob", "/app remove site").await;
-    assert_eq!(
-        s.finished(job_of(&removed)).await.state,
-        JobState::Succeeded
+    // A private image on the team's own dockerd: the operator's credentials
+    // for its registry are not sent there (the team is root on that host).
+    let private = s
+        .say(
+            "bob",
+            "/app deploy image:127.0.0.1:5999/team/web:v1 name:priv host:dock port:8080",
+        )
+        .await;
+    let pulled = s.finished(job_of(&private)).await;
+    assert_eq!(pulled.state, JobState::Failed, "{pulled:?}");
+    let why = pulled.error.unwrap_or_default();
+    assert!(
+        why.contains("Slipway's credentials for 127.0.0.1:5999 are not given to"),
+        "{why}"
     );
-    assert!(dockerd.all_containers().is_empty());
+    assert!(!why.contains("operator-secret"), "{why}");
+
+    // The host is not destroyed from under its apps.
+    let refused = s.say("bob", "/env destroy dock").await;
+    assert!(refused.job.is_none(), "{}", refused.text);
+    assert!(
+        refused.text.contains("dock runs the apps site")
+            && refused.text.contains("/app remove site"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(s.env("dock").await.state, EnvState::Ready);
+
+    // At its expiry the host's apps go first, then the host.
+    let db = crate::common::db(&t.dir.path().join("slipway.db"));
+    db.execute(
+        "UPDATE environments SET expires_at = ?1 WHERE name = 'dock'",
+        [slipway::store::now() - 86400],
+    )
+    .unwrap();
+    s.wake_scheduler();
+    s.wait_for_message("dock expired; the app site on it is removed first")
+        .await;
+    let started = std::time::Instant::now();
+    while s.env("dock").await.state != EnvState::Destroyed {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "dock is {:?}",
+            s.env("dock").await.state
+        );
+        s.wake_scheduler();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(dockerd.all_containers().is_empty(), "the app went first");
     s.stop().await;
     drop(dockerd);
     drop(ns);

@@ -84,3 +84,30 @@ async fn a_private_image_is_pulled_with_its_registrys_credentials() {
     }
     s.stop().await;
 }
+
+/// Operator credentials go only where the operator says: a registry entry
+/// whose `hosts` leaves this Docker host out is not sent there (the same rule
+/// keeps every entry away from a team's docker-host environment), and the
+/// user is told why the pull was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_not_sent_to_a_host_they_are_not_for() {
+    let w = World::new(false, Opts::default()).await;
+    let reg = Registry::start().await;
+    let image = reg.push(&w.dockerd, "slipway-test/web:v1", "team/web:v2");
+    configure(&w, &reg, &reg.password);
+    let text = std::fs::read_to_string(&w.env.config_path).unwrap();
+    let text = text.replace("password_file = \"", "hosts = []\npassword_file = \"");
+    std::fs::write(&w.env.config_path, text).unwrap();
+
+    let (state, said, s) = deploy(&w, &image, "scoped").await;
+    assert_eq!(state, JobState::Failed, "{said}");
+    assert!(
+        said.contains(&format!(
+            "Slipway's credentials for {} are not given to",
+            reg.server
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(&reg.password), "{said}");
+    s.stop().await;
+}

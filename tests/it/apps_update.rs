@@ -41,12 +41,20 @@ fn keep_asking(
         // Bounded: at most 2000 requests, 20 ms apart.
         while !st.load(Ordering::Relaxed) && asked < 2000 {
             asked += 1;
-            let ok = http
-                .get(format!("http://127.0.0.1:{caddy_port}/"))
-                .header(reqwest::header::HOST, DOMAIN)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
+            let ask = || {
+                http.get(format!("http://127.0.0.1:{caddy_port}/"))
+                    .header(reqwest::header::HOST, DOMAIN)
+                    .send()
+            };
+            // A pooled keep-alive connection that Caddy closed as it applied
+            // the new route fails before any answer; a browser sends such a
+            // GET again on a new connection, and so does this. An answer that
+            // is not a success is a failure at once.
+            let answer = match ask().await {
+                Err(e) if e.is_request() || e.is_connect() => ask().await,
+                other => other,
+            };
+            let ok = answer.is_ok_and(|r| r.status().is_success());
             if !ok {
                 fl.fetch_add(1, Ordering::Relaxed);
             }

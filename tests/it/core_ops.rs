@@ -70,7 +70,7 @@ async fn a_user_who_sends_too_fast_is_asked_to_slow_down() {
     assert!(
         limited
             .text
-            .contains("Slow down: you may send 60 commands a minute. Try again in 1s"),
+            .contains("Slow down: at most 3 commands at once, then 60 a minute. Try again in 1s"),
         "{}",
         limited.text
     );

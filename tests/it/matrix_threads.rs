@@ -5,6 +5,7 @@
 use crate::common::{Opts, TestEnv};
 use crate::matrix_support::{bot_joined, wait_message, Bot, Limits, Shown, World};
 use slipway::clock::ManualClock;
+use slipway::domain::lifecycle::EnvState;
 use std::sync::Arc;
 
 const D: i64 = 86400;
@@ -172,9 +173,52 @@ async fn reacting_to_a_reminder_extends_or_destroys_the_environment() {
         before + 3 * D
     );
 
-    // 🗑️ destroys it now.
+    // 🗑️ asks first; a 🗑️ on the question destroys it.
     w.bob.react(&w.status_room, &reminder.event_id, "🗑️").await;
+    let ask = in_thread(&w, &root, "⚠️ Destroy pet (CT ").await;
+    assert!(
+        ask.text.contains("React 🗑️ on this message to confirm"),
+        "{}",
+        ask.text
+    );
+    assert!(
+        bot.env("pet").await.is_some(),
+        "nothing is destroyed before the answer"
+    );
+    w.bob.react(&w.status_room, &ask.event_id, "🗑️").await;
     in_thread(&w, &root, "✅ destroy pet").await;
     assert!(bot.env("pet").await.is_none());
+
+    // The old reminder never reaches another environment that took the name.
+    w.bob
+        .say(
+            &w.room,
+            "!env create profile:generic-service name:pet ttl:3d",
+        )
+        .await;
+    let second = bot_wait_ready(&bot, "pet").await;
+    let second_expiry = bot.env("pet").await.unwrap().expires_at;
+    // ⌛: Matrix refuses the same reaction twice from one person.
+    w.bob.react(&w.status_room, &reminder.event_id, "⌛").await;
+    wait_message(&w.bob, &w.status_room, &w.bot.user_id, "the note", |m| {
+        m.text
+            .starts_with("ℹ️ That reminder was about an environment pet that is destroyed")
+    })
+    .await;
+    let again = bot.env("pet").await.expect("the new pet is still there");
+    assert_eq!(again.id, second);
+    assert_eq!(again.state, EnvState::Ready);
+    assert_eq!(again.expires_at, second_expiry, "not extended either");
     bot.stop().await;
+}
+
+/// Waits until `name` is ready; its id.
+async fn bot_wait_ready(bot: &Bot, name: &str) -> i64 {
+    for _ in 0..200 {
+        if let Some(e) = bot.env(name).await.filter(|e| e.state == EnvState::Ready) {
+            return e.id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{name} did not become ready");
 }

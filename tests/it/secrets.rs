@@ -86,3 +86,32 @@ async fn a_tls_failure_and_proxmox_errors_keep_the_token_out() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("could not reach Proxmox"), "{stdout}");
 }
+
+/// The database holds app secrets: Slipway makes it private, and will not run
+/// on one that other users can read.
+#[test]
+fn the_database_is_private_and_an_exposed_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TestEnv::new(Opts::default());
+    let out = t.slipway(&["migrate"], "");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let db = t.dir.path().join("slipway.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&db), 0o600, "a new database is its owner's only");
+
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = t.slipway(&["migrate"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("can be read by other users (mode 0644)")
+            && err.contains(&format!("chmod 600 {}", db.display())),
+        "{err}"
+    );
+    let out = t.slipway(&["console"], "/env list\n");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "the console does not run on it either"
+    );
+}

@@ -35,31 +35,6 @@ fn card_key(id: i64) -> Vec<u8> {
     format!("slipway.card.{id}").into_bytes()
 }
 
-/// The store key under which a reminder's event remembers its environment.
-pub(crate) fn reminder_key(event: &str) -> Vec<u8> {
-    format!("slipway.reminder-event.{event}").into_bytes()
-}
-
-/// ⏳ or 🗑️ on a reminder: the command line it stands for, if the event is one.
-async fn reminder_line(shared: &Shared, client: &Client, event: &str, key: &str) -> Option<String> {
-    let bytes = client
-        .state_store()
-        .get_custom_value(&reminder_key(event))
-        .await
-        .ok()??;
-    let env_id: i64 = String::from_utf8_lossy(&bytes).parse().ok()?;
-    let env = shared.dispatcher.store.env(env_id).await.ok()??;
-    match key {
-        "⏳" | "⌛" => {
-            let step = shared.dispatcher.catalog.profile(&env.profile)?.ttl_default;
-            let by = crate::chat::render::duration(step).replace(' ', "");
-            Some(format!("/env extend {} by:{by}", env.name))
-        }
-        "🗑" => Some(format!("/env destroy {}", env.name)),
-        _ => None,
-    }
-}
-
 fn event_key(event: &str) -> Vec<u8> {
     format!("slipway.card-event.{event}").into_bytes()
 }
@@ -137,29 +112,10 @@ pub(crate) async fn on_reaction(
         .key
         .trim_end_matches('\u{fe0f}')
         .to_string();
-    let card_event = ev.content.relates_to.event_id.to_string();
-    if let Some(line) = reminder_line(&shared, &client, &card_event, &key).await {
-        // A reaction on a reminder: the same command as typing it, by the reactor.
-        let here = ReplyTo {
-            platform: Platform::Matrix,
-            channel: room.room_id().to_string(),
-            thread: None,
-            interaction: None,
-        };
-        let who = actor(&room, &ev.sender).await;
-        let sink = shared.sink(&client);
-        // Into the environment's thread, like the same command typed anywhere.
-        let routed = super::threads::route(&shared, &sink, &who, &line, &here).await;
-        let inbound = Inbound {
-            actor: who,
-            text: line,
-            event_id: ev.event_id.to_string(),
-            reply_to: routed.reply_to.clone(),
-        };
-        let reply = shared.dispatcher.handle(&inbound).await;
-        post(&shared, &sink, &routed.reply_to, &reply.text).await;
+    if super::reminders::on_reaction(&shared, &client, &room, &ev, &key).await {
         return;
     }
+    let card_event = ev.content.relates_to.event_id.to_string();
     let approve = match key.as_str() {
         "✅" | "✔" | "☑" => true,
         "❌" | "✖" => false,

@@ -53,7 +53,7 @@ const SESSION_FILE: &str = "session.json";
 /// Builds the client on the SQLite store, restores or creates the session and
 /// runs the catch-up sync.
 pub async fn connect(cfg: &MatrixConfig) -> Result<Client, ConnectError> {
-    std::fs::create_dir_all(&cfg.store_dir).map_err(|source| ConnectError::Session {
+    crate::store::private::private_dir(&cfg.store_dir).map_err(|source| ConnectError::Session {
         path: cfg.store_dir.display().to_string(),
         source,
     })?;

@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod format;
 pub mod inbound;
+pub mod reminders;
 pub mod sink;
 pub mod threads;
 

@@ -159,7 +159,7 @@ impl ChatSink for MatrixSink {
         let msg = self.send(to, &text).await?;
         if a.kind == AnnouncementKind::Reminder {
             let store = self.client.state_store();
-            let key = super::approvals::reminder_key(&msg.id);
+            let key = super::reminders::reminder_key(&msg.id);
             if let Err(e) = store
                 .set_custom_value(&key, a.env_id.to_string().into_bytes())
                 .await

@@ -382,6 +382,19 @@ pub fn validate(
         ));
     }
     let registries = super::registry::validate(&raw.registries, base, f, problems);
+    for r in &registries {
+        for name in r.hosts.iter().flatten() {
+            if !hosts.iter().any(|h| h.name == *name) {
+                problems.push(Problem::new(
+                    f,
+                    format!(
+                        "docker.registries.{}: hosts names '{name}', which is not one of [[docker.hosts]]",
+                        r.server
+                    ),
+                ));
+            }
+        }
+    }
     DockerConfig {
         registries,
         hosts,

@@ -51,6 +51,9 @@ pub(super) struct Engine {
     pull_timeout: Duration,
     /// Credentials for private registries, sent only with a pull from that registry.
     registries: Vec<RegistryAuth>,
+    /// Registries whose credentials this host may not get (a team's docker-host
+    /// environment, or a host left out of a registry's `hosts`).
+    withheld: Vec<String>,
     docker: OnceCell<Docker>,
 }
 
@@ -79,7 +82,18 @@ impl Engine {
             connect,
             timeout: cfg.timeout,
             pull_timeout: cfg.pull_timeout,
-            registries: cfg.registries.clone(),
+            registries: cfg
+                .registries
+                .iter()
+                .filter(|r| r.allowed_on(&h.name))
+                .cloned()
+                .collect(),
+            withheld: cfg
+                .registries
+                .iter()
+                .filter(|r| !r.allowed_on(&h.name))
+                .map(|r| r.server.clone())
+                .collect(),
             docker: OnceCell::new(),
         }))
     }
@@ -105,7 +119,9 @@ impl Engine {
             },
             timeout: cfg.timeout,
             pull_timeout: cfg.pull_timeout,
-            registries: cfg.registries.clone(),
+            // The team is root on its docker-host: operator credentials stay here.
+            registries: Vec::new(),
+            withheld: cfg.registries.iter().map(|r| r.server.clone()).collect(),
             docker: OnceCell::new(),
         }))
     }
@@ -362,7 +378,7 @@ impl Containers for Engine {
                     return Err(DockerError::Api {
                         host: self.host.clone(),
                         status,
-                        message: pull_hint(image, &message, auth),
+                        message: pull_hint(image, &message, auth, &self.withheld, &self.host),
                     });
                 }
             }
@@ -532,7 +548,21 @@ impl Containers for Engine {
 
 /// Docker's message for a failed pull, with what to do when the registry
 /// refused access: configure its credentials, or check the configured ones.
-fn pull_hint(image: &str, message: &str, auth: Option<&RegistryAuth>) -> String {
+fn pull_hint(
+    image: &str,
+    message: &str,
+    auth: Option<&RegistryAuth>,
+    withheld: &[String],
+    host: &str,
+) -> String {
+    let server = registry::registry_of(image);
+    if withheld.contains(&server) {
+        return format!(
+            "{message} — Slipway's credentials for {server} are not given to {host}: a team's \
+             docker-host environment (the team is root there) or a host left out of the registry's \
+             hosts in [[docker.registries]]. Use a public image here, or run the app on a declared Docker host"
+        );
+    }
     let lower = message.to_ascii_lowercase();
     let refused = [
         "unauthorized",
@@ -545,7 +575,6 @@ fn pull_hint(image: &str, message: &str, auth: Option<&RegistryAuth>) -> String 
     if !refused {
         return message.to_string();
     }
-    let server = registry::registry_of(image);
     match auth {
         Some(a) => format!(
             "{message} — the registry {server} refused the credentials of [[docker.registries]] \

@@ -6,7 +6,12 @@
 //! server = "ghcr.io"                 # as the image reference names it, with any :port
 //! username = "acme-bot"
 //! password_file = "secrets/ghcr"     # or password_env = "GHCR_TOKEN"
+//! hosts = ["docker1"]                # optional: only these [[docker.hosts]]
 //! ```
+//!
+//! The credentials go to the declared Docker hosts the operator runs (all of
+//! them, or those in `hosts`), and never to a team's docker-host environment:
+//! the team is root there and could read them off its own dockerd.
 //!
 //! The password is held as a [`SecretString`]: it never prints, and no error
 //! or log line carries it.
@@ -24,6 +29,8 @@ pub struct RawRegistry {
     pub username: String,
     pub password_env: Option<String>,
     pub password_file: Option<String>,
+    /// The `[[docker.hosts]]` these credentials may go to (default: every one).
+    pub hosts: Option<Vec<String>>,
 }
 
 /// Credentials for one registry.
@@ -33,6 +40,17 @@ pub struct RegistryAuth {
     pub server: String,
     pub username: String,
     pub password: SecretString,
+    /// The declared hosts these may go to; None: every declared host.
+    pub hosts: Option<Vec<String>>,
+}
+
+impl RegistryAuth {
+    /// Whether these credentials may go to the declared Docker host `host`.
+    pub fn allowed_on(&self, host: &str) -> bool {
+        self.hosts
+            .as_ref()
+            .is_none_or(|h| h.iter().any(|n| n == host))
+    }
 }
 
 /// Docker Hub's other names are `docker.io` in an image reference.
@@ -108,6 +126,7 @@ pub fn validate(
             server,
             username: r.username.clone(),
             password,
+            hosts: r.hosts.clone(),
         });
     }
     out

@@ -52,6 +52,37 @@ impl StepCx<'_> {
     /// recorded node (HA relocated or someone migrated it): one
     /// `/cluster/resources` read, then the record follows. A guest that is
     /// nowhere, or carries another environment's tag, is left to the step.
+    /// Checked before any write to an existing guest: the container at the
+    /// recorded VMID must carry this environment's tag. A missing one is left
+    /// to the step. One that is someone else's now (the VMID was reused) is
+    /// never touched: a destroy takes this environment's container as gone
+    /// and goes on (false: skip the step); every other job fails here.
+    pub(super) async fn still_ours(&self, run: &JobRun) -> Result<bool, StepError> {
+        let Some(vmid) = run.env.vmid else {
+            return Ok(true);
+        };
+        let tag = env_tag(run.env.id);
+        match self.compute.config(&run.env.node, vmid).await? {
+            Some(cfg) if !cfg.tags.contains(&tag) => {
+                let why = format!(
+                    "CT {vmid} on {} does not carry this environment's tag {tag}, so it is not {}'s \
+                     container any more (its VMID was reused?); Slipway does not touch it",
+                    run.env.node, run.env.name
+                );
+                if run.job.kind == JobKind::Destroy {
+                    let line = format!("{why}; {}'s own container is taken as gone", run.env.name);
+                    self.store.log(run.job.id, "warn", line).await?;
+                    return Ok(false);
+                }
+                Err(StepError(format!(
+                    "{why}. Nothing was changed; /env destroy {} removes the environment and leaves CT {vmid} alone",
+                    run.env.name
+                )))
+            }
+            _ => Ok(true),
+        }
+    }
+
     pub(super) async fn follow_node(&self, run: &mut JobRun) -> Result<(), StepError> {
         let Some(vmid) = run.env.vmid else {
             return Ok(());

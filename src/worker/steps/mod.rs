@@ -94,6 +94,9 @@ impl StepCx<'_> {
     ) -> Result<StepState, StepError> {
         if run.job.kind != JobKind::Create && acts_on_existing_guest(step) {
             self.follow_node(run).await?;
+            if !self.still_ours(run).await? {
+                return Ok(StepState::Skipped);
+            }
         }
         match step {
             Step::AllocateIp => self.allocate_ip(run, i).await,
