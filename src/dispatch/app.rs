@@ -175,6 +175,14 @@ impl Dispatcher {
             host_allows,
         };
         let mounts = tri!(app::check_access(&access, rules).map_err(|e| e.0));
+        let shares_network = self.docker.config.hosts.iter().any(|h| {
+            h.name == host_key && matches!(h.network, docker::config::HostNetwork::Host { .. })
+        });
+        if access.host_network && !shares_network {
+            return Ok(Err(format!(
+                "network: {host_label} runs apps on Docker's bridge, where an app cannot be given the host's network; leave network out, or deploy to a host declared with network = \"host\""
+            )));
+        }
         let domain = match call.str("domain") {
             None => None,
             Some(raw) => {
@@ -470,6 +478,36 @@ impl Dispatcher {
         })
     }
 
+    /// An update makes a new container with the app's stored access: checked
+    /// again against who asks now and what the host allows now (an admin who
+    /// was demoted, or a host that stopped allowing it, gets no new one).
+    fn access_still_granted(&self, call: &Call<'_>, app: &AppRecord) -> Result<(), String> {
+        let access = HostAccess {
+            volumes: app.access.binds.clone(),
+            privileged: app.access.privileged,
+            host_network: app.access.host_network,
+            devices: app.access.devices.clone(),
+        };
+        let rules = AccessRules {
+            requester_is_admin: self
+                .config
+                .team(&app.env.team)
+                .is_some_and(|t| t.is_admin(call.actor())),
+            host_allows: self
+                .docker
+                .config
+                .hosts
+                .iter()
+                .any(|h| h.name == app.host && h.allow_host_access),
+        };
+        app::check_access(&access, rules).map(drop).map_err(|e| {
+            format!(
+                "⚠️ {}: the update would make a new container with what it was granted, and that is {}. Nothing was changed.",
+                app.env.name, e.0
+            )
+        })
+    }
+
     /// Restart, stop, start, update or remove: the owner or a team admin queues the job.
     pub(super) async fn app_job(
         &self,
@@ -508,6 +546,9 @@ impl Dispatcher {
                     Ok(i) => i,
                     Err(e) => return Ok(Reply::private(format!("⚠️ {}", e.0))),
                 };
+                if let Err(why) = self.access_still_granted(call, &app) {
+                    return Ok(Reply::private(why));
+                }
                 image = Some(parsed.to_string());
                 self.store
                     .enqueue_update(env.id, parsed.to_string(), job)

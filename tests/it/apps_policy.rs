@@ -212,3 +212,66 @@ async fn a_docker_host_environment_is_resolved_as_an_apps_host() {
     );
     s.stop().await;
 }
+
+/// Access granted once is checked again when it would be used again: an
+/// admin's app with a host path gets no new container from an update once they are
+/// no longer an admin, and the host's network is refused (not silently
+/// dropped) on a host whose apps run on Docker's bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elevated_access_is_checked_again_on_update() {
+    let w = World::new(false, Opts::default()).await;
+    w.env.edit_config(
+        "teams = [\"web\"]\n",
+        "teams = [\"web\"]\nallow_host_access = true\n",
+    );
+    let mut text = std::fs::read_to_string(&w.env.config_path).unwrap();
+    text.push_str(
+        "\n[[docker.hosts]]\nname = \"bridged\"\nurl = \"unix:///nonexistent/docker.sock\"\naddress = \"127.0.0.1\"\nteams = [\"web\"]\nallow_host_access = true\n",
+    );
+    std::fs::write(&w.env.config_path, text).unwrap();
+    let s = w.env.start();
+    let bridged = s
+        .say(
+            "alice",
+            "/app deploy image:slipway-test/web:v1 name:net host:bridged network:host",
+        )
+        .await;
+    assert!(bridged.job.is_none(), "{}", bridged.text);
+    assert!(
+        bridged.text.contains("runs apps on Docker's bridge"),
+        "{}",
+        bridged.text
+    );
+
+    let shared = w.env.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let granted = s
+        .say(
+            "alice",
+            &format!(
+                "/app deploy image:slipway-test/web:v1 name:root volume:{}:/data host:local",
+                shared.display()
+            ),
+        )
+        .await;
+    let job = s.finished(job_of(&granted)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    s.stop().await;
+
+    // alice is an admin no more.
+    w.env
+        .edit_config("alice = [\"web-admin\"]", "alice = [\"web-dev\"]");
+    let s = w.env.start();
+    let update = s
+        .say("alice", "/app update root image:slipway-test/web:v2")
+        .await;
+    assert!(update.job.is_none(), "{}", update.text);
+    assert!(
+        update.text.contains("bind mount of the host path")
+            && update.text.contains("only a team admin"),
+        "{}",
+        update.text
+    );
+    assert_eq!(w.dockerd.all_containers().len(), 1, "no new container");
+    s.stop().await;
+}
