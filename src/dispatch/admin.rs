@@ -208,7 +208,16 @@ impl Dispatcher {
             Ok(a) => a,
             Err(reply) => return Ok(reply),
         };
-        let reason = call.str("reason").unwrap_or("no reason given").to_string();
+        let reason = call
+            .str("reason")
+            .unwrap_or("no reason given")
+            .trim()
+            .to_string();
+        if reason.is_empty() {
+            return Ok(Reply::private(
+                "⚠️ reason: give the requester a reason (they are shown it); nothing was decided",
+            ));
+        }
         if a.kind != "create" {
             return self.deny_lifetime(call, &a, reason).await;
         }

@@ -406,8 +406,11 @@ impl Dispatcher {
                 app.env.name, app.env.state, app.env.team, app.env.owner_display
             ),
             format!(
-                "  image {} on {}, {} cores, {} MB",
-                app.image, app.host, app.env.resources.cores, app.env.resources.memory_mb
+                "  image {} on {}, {}, {} MB",
+                app.image,
+                app.host,
+                render::cores(app.env.resources.cores),
+                app.env.resources.memory_mb
             ),
             format!("  env: {}", app.vars.shown()),
         ];

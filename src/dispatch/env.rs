@@ -271,8 +271,8 @@ impl Dispatcher {
         });
         let text = render::template(Some(call.spec), "plan", &ctx).unwrap_or_else(|| {
             format!(
-                "📝 Plan for {} (dry run, nothing was created)\n  profile {}, team {}, node {}\n  {} cores, {} MB memory, {} MB swap, {} GB disk, lifetime {}\n  quota: {}\n  {}\n  steps: {}",
-                req.name, req.profile.name, req.team.name, node, req.resources.cores, req.resources.memory_mb,
+                "📝 Plan for {} (dry run, nothing was created)\n  profile {}, team {}, node {}\n  {}, {} MB memory, {} MB swap, {} GB disk, lifetime {}\n  quota: {}\n  {}\n  steps: {}",
+                req.name, req.profile.name, req.team.name, node, render::cores(req.resources.cores), req.resources.memory_mb,
                 req.resources.swap_mb, req.resources.disk_gb, render::duration(req.ttl),
                 render::quota_change(&check), verdict, steps.iter().map(Step::label).collect::<Vec<_>>().join(" → ")
             )

@@ -5,7 +5,7 @@
 //! queued again on later passes, up to [`READDRESS_ATTEMPTS`] in a row.
 
 use super::{Pass, ReconcileError, Reconciler};
-use crate::chat::{announce, render, Announcement, AnnouncementKind};
+use crate::chat::render;
 use crate::domain::lifecycle::{plan, CreateOptions, EnvState, JobKind, JobState};
 use crate::provider::Guest;
 use crate::store::envs::EnvRecord;
@@ -111,12 +111,7 @@ impl Reconciler {
             Some(from) => render::address_changed(&env.name, from, address, job_id),
             None => render::readdress_retried(&env.name, address, job_id),
         };
-        let a = Announcement {
-            text,
-            env_id: env.id,
-            kind: AnnouncementKind::Notice,
-        };
-        announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
+        self.tell(env, text).await;
         Ok(())
     }
 }

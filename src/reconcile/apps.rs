@@ -18,7 +18,6 @@
 //! being listed is seen as running.
 
 use super::{Pass, ReconcileError, Reconciler};
-use crate::chat::{announce, Announcement, AnnouncementKind};
 use crate::domain::lifecycle::EnvState;
 use crate::provider::docker::{
     self, ContainerInfo, DockerError, Host, LABEL_APP, LABEL_APP_ID, LABEL_OWNER, LABEL_TEAM, OWNER,
@@ -250,12 +249,7 @@ impl Reconciler {
                 }
                 None => format!("✅ {} matches Docker again.", env.name),
             };
-            let a = Announcement {
-                text,
-                env_id: env.id,
-                kind: AnnouncementKind::Notice,
-            };
-            announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
+            self.tell(env, text).await;
         }
         Ok(())
     }

@@ -144,14 +144,19 @@ impl Reconciler {
                 }
                 None => format!("✅ {} matches Proxmox again.", env.name),
             };
-            let a = Announcement {
-                text,
-                env_id: env.id,
-                kind: AnnouncementKind::Notice,
-            };
-            announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
+            self.tell(&env, text).await;
         }
         Ok(())
+    }
+
+    /// Tells the environment's thread (or its request's channel).
+    async fn tell(&self, env: &crate::store::envs::EnvRecord, text: String) {
+        let a = Announcement {
+            text,
+            env_id: env.id,
+            kind: AnnouncementKind::Notice,
+        };
+        announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
     }
 
     /// Records the node a guest was moved to, and tells the environment's thread.
@@ -162,16 +167,12 @@ impl Reconciler {
     ) -> Result<(), ReconcileError> {
         tracing::info!(env = %env.name, from = %env.node, to = %g.node, "guest moved");
         self.store.set_node(env.id, g.node.clone()).await?;
-        let a = Announcement {
-            text: format!(
-                "ℹ️ {}: {}",
-                env.name,
-                crate::chat::render::guest_moved(g.vmid, &env.node, &g.node)
-            ),
-            env_id: env.id,
-            kind: AnnouncementKind::Notice,
-        };
-        announce(&self.sinks, Some(&env.announce_to_or_default()), &a).await;
+        let text = format!(
+            "ℹ️ {}: {}",
+            env.name,
+            crate::chat::render::guest_moved(g.vmid, &env.node, &g.node)
+        );
+        self.tell(env, text).await;
         Ok(())
     }
 

@@ -266,3 +266,32 @@ async fn the_same_chat_event_twice_makes_one_environment() {
     assert_eq!(creates, 1);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_needs_a_reason_that_says_something() {
+    let t = TestEnv::new(small_quota());
+    let s = t.start();
+    let first = s
+        .say("bob", "/env create profile:generic-service name:one")
+        .await;
+    assert_eq!(s.finished(job_of(&first)).await.state, JobState::Succeeded);
+    let second = s
+        .say("bob", "/env create profile:generic-service name:two")
+        .await;
+    let request = second.approval.expect("pending");
+
+    let blank = s.say("alice", &format!("/deny {request} \"   \"")).await;
+    assert!(
+        blank.text.contains("reason: give the requester a reason"),
+        "{}",
+        blank.text
+    );
+    assert_eq!(s.env("two").await.state, EnvState::PendingApproval);
+    let denied = s.say("alice", &format!("/deny {request} not now")).await;
+    assert!(
+        denied.text.contains("denied by alice: not now"),
+        "{}",
+        denied.text
+    );
+    s.stop().await;
+}

@@ -11,6 +11,15 @@ use serde_json::json;
 use slipway::domain::lifecycle::{EnvState, JobKind, JobState};
 
 const LEASE: &str = "10.77.0.200";
+/// Routes through Traefik's file provider in `traefik/`.
+const TRAEFIK: &str = r#"
+[publish]
+router = "traefik"
+zones = ["test.example"]
+[publish.traefik]
+dir = "traefik"
+entry_points = ["websecure"]
+"#;
 /// Where Traefik listens.
 const INGRESS: &str = "10.20.0.2";
 
@@ -52,13 +61,7 @@ async fn a_new_dhcp_lease_moves_the_route_and_the_monitoring_target() {
     let named_dir = tempfile::tempdir().unwrap();
     let named = start_named(named_dir.path()).await;
     let t = dhcp_env(format!(
-        r#"
-[publish]
-router = "traefik"
-zones = ["test.example"]
-[publish.traefik]
-dir = "traefik"
-entry_points = ["websecure"]
+        r#"{TRAEFIK}
 [publish.monitor]
 file_sd_dir = "file_sd"
 [publish.dns]
@@ -130,18 +133,7 @@ ingress = "{INGRESS}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_readdress_is_tried_again_on_the_next_pass() {
-    let t = dhcp_env(
-        r#"
-[publish]
-router = "traefik"
-zones = ["test.example"]
-[publish.traefik]
-dir = "traefik"
-entry_points = ["websecure"]
-"#
-        .into(),
-    )
-    .await;
+    let t = dhcp_env(TRAEFIK.into()).await;
     let traefik = t.dir.path().join("traefik");
     std::fs::create_dir_all(&traefik).unwrap();
     let s = t.start();

@@ -13,7 +13,7 @@ use std::path::Path;
 
 const SCHEMA: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/specs/traefik-v3-file-provider.schema.json"
+    "/tests/specs/traefik-v3-file-provider.schema.json"
 );
 
 fn schema_validator() -> jsonschema::Validator {

@@ -187,7 +187,7 @@ async fn card_body(d: &Discord, a: &ApprovalRecord, decision: Option<&str>) -> O
         json!({"name": "Requester", "value": format!("{} ({})", who(&a.requester), clip(&env.owner_display, 80)), "inline": true}),
         json!({"name": "Team", "value": a.team, "inline": true}),
         json!({"name": "Profile", "value": env.profile, "inline": true}),
-        json!({"name": "Resources", "value": format!("{} cores, {} MB memory, {} GB disk", r.cores, r.memory_mb, r.disk_gb)}),
+        json!({"name": "Resources", "value": format!("{}, {} MB memory, {} GB disk", render::cores(r.cores), r.memory_mb, r.disk_gb)}),
         json!({"name": "Quota use (before → after)", "value": render::quota_change(&check)}),
         json!({"name": "Why approval is needed", "value": clip(&a.reason.describe(), 1024)}),
     ];

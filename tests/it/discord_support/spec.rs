@@ -1,4 +1,4 @@
-//! Discord's OpenAPI 3.1 description (`../shared/specs/discord-openapi.json`):
+//! Discord's OpenAPI 3.1 description (`tests/specs/discord-openapi.json`):
 //! does an operation exist for a method and path, and does a JSON body
 //! validate against its request schema (JSON Schema 2020-12, `$ref`s into
 //! `components` resolved against a root that embeds them).
@@ -21,7 +21,7 @@ pub struct Spec {
 pub fn spec() -> &'static Spec {
     static SPEC: OnceLock<Spec> = OnceLock::new();
     SPEC.get_or_init(|| {
-        let file = crate::common::repo().join("../shared/specs/discord-openapi.json");
+        let file = crate::common::repo().join("tests/specs/discord-openapi.json");
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
         let doc: Value = serde_json::from_str(&text).unwrap();

@@ -13,6 +13,11 @@ use crate::store::envs::EnvRecord;
 use crate::store::jobs::{JobRecord, LogLine, StepRecord};
 use std::time::Duration;
 
+mod notices;
+mod ssh;
+pub use notices::*;
+pub use ssh::*;
+
 /// Renders a command's reply template `key` with `ctx`; None if the command has
 /// no such template. A template error is logged and the fallback used.
 pub fn template(spec: Option<&CommandSpec>, key: &str, ctx: &serde_json::Value) -> Option<String> {
@@ -149,13 +154,22 @@ fn expiry(e: &EnvRecord, now: i64) -> String {
     }
 }
 
+/// "1 core", "4 cores".
+pub fn cores(n: u32) -> String {
+    if n == 1 {
+        "1 core".into()
+    } else {
+        format!("{n} cores")
+    }
+}
+
 pub fn env_line(e: &EnvRecord, now: i64) -> String {
     format!(
-        "{} — {} ({}), {} cores / {} MB / {} GB, {}{}{}, expires {}",
+        "{} — {} ({}), {} / {} MB / {} GB, {}{}{}, expires {}",
         e.name,
         e.state,
         e.profile,
-        e.resources.cores,
+        cores(e.resources.cores),
         e.resources.memory_mb,
         e.resources.disk_gb,
         e.vmid
@@ -286,85 +300,6 @@ pub fn env_info(
         )),
     }
     out
-}
-
-/// Why a docker-host environment with apps on it is not destroyed.
-pub fn host_has_apps(env: &str, apps: &[crate::store::envs::EnvRecord]) -> String {
-    let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
-    format!(
-        "⚠️ {env} runs the apps {}; destroying it would strand them (and its address could go to another team's host). Remove them first: /app remove {}. Nothing was changed.",
-        names.join(", "),
-        names.join(", /app remove ")
-    )
-}
-
-/// The question a 🗑️ on a reminder gets before anything is destroyed.
-pub fn confirm_destroy(env: &crate::store::envs::EnvRecord) -> String {
-    let guest = env
-        .vmid
-        .map(|v| format!(" (CT {v} on {})", env.node))
-        .unwrap_or_default();
-    format!(
-        "⚠️ Destroy {}{guest} and everything on it? React 🗑️ on this message to confirm; nothing happens otherwise.",
-        env.name
-    )
-}
-
-/// The answer to a person who sent commands faster than the limit allows.
-pub fn slow_down(burst: u32, per_minute: u32, wait: std::time::Duration) -> String {
-    format!(
-        "🐢 Slow down: at most {burst} commands at once, then {per_minute} a minute. Try again in {}s.",
-        wait.as_secs().max(1)
-    )
-}
-
-/// The end of a job that moved what was published to a new address.
-pub fn readdressed(address: Option<&str>) -> String {
-    format!(
-        "its route, DNS record and monitoring target now point at {}",
-        address.unwrap_or("its new address")
-    )
-}
-
-/// The end of an `/env access` job.
-pub fn access_changed<'a>(
-    steps: impl IntoIterator<Item = &'a crate::domain::step::Step>,
-    user: &str,
-    address: Option<&str>,
-) -> String {
-    use crate::domain::step::{person_shown, Step};
-    let login = address
-        .map(|a| format!(" (ssh {user}@{a})"))
-        .unwrap_or_default();
-    steps
-        .into_iter()
-        .filter_map(|s| match s {
-            Step::GrantAccess(who) => Some(format!(
-                "{} logs in with their own keys now{login}",
-                person_shown(who)
-            )),
-            Step::RevokeAccess(who) => {
-                Some(format!("{}'s keys no longer log in", person_shown(who)))
-            }
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// A DHCP address that changed, as the thread hears it.
-pub fn address_changed(env: &str, from: &str, to: &str, job: i64) -> String {
-    format!("🧭 {env}'s address changed from {from} to {to} (DHCP); moving its route, DNS record and monitoring target (job {job}).")
-}
-
-/// Another try at moving what is published, after a readdress failed.
-pub fn readdress_retried(env: &str, to: &str, job: i64) -> String {
-    format!("🧭 {env}: moving its route, DNS record and monitoring target to {to} once more; the last try failed (job {job}).")
-}
-
-/// A guest found on another node than the recorded one.
-pub fn guest_moved(vmid: u32, from: &str, to: &str) -> String {
-    format!("CT {vmid} is on node {to} now, not on {from} (moved by HA or a migration); following it there")
 }
 
 /// `one` for 1, else `many`.
@@ -500,108 +435,6 @@ pub fn job(j: &JobRecord, env: &str, steps: &[StepRecord], log: &[LogLine]) -> S
     out
 }
 
-/// The answer to a refused `/keys add`.
-pub fn key_refused(e: &crate::domain::ssh_key::KeyError) -> String {
-    match e {
-        crate::domain::ssh_key::KeyError::PrivateKey => format!("🚨 Not stored: {e}."),
-        _ => format!("⚠️ key: {e}"),
-    }
-}
-
-/// The answer to `/keys add`.
-pub fn key_added(
-    key: &crate::domain::ssh_key::SshKey,
-    added: &crate::store::ssh_keys::KeyAdded,
-) -> String {
-    use crate::store::ssh_keys::{KeyAdded, MAX_KEYS_PER_PERSON};
-    let name = key_name(&key.kind, &key.fingerprint, &key.comment);
-    match added {
-        KeyAdded::Added => format!(
-            "🔑 Added {name}. It logs in as root to every environment you create from now on."
-        ),
-        KeyAdded::AlreadyThere => format!("🔑 You have added {name} already; nothing changed."),
-        KeyAdded::Full => format!(
-            "⚠️ You have {MAX_KEYS_PER_PERSON} keys, the most Slipway keeps per person; remove one with /keys remove key:<fingerprint> first (/keys list shows them)"
-        ),
-    }
-}
-
-/// `/keys list`.
-pub fn keys(list: &[crate::store::ssh_keys::StoredKey]) -> String {
-    if list.is_empty() {
-        return NO_KEYS.to_string();
-    }
-    let mut out = format!("🔑 Your SSH keys ({}):", list.len());
-    for k in list {
-        let comment = k.line.splitn(3, ' ').nth(2).unwrap_or_default();
-        out.push_str(&format!(
-            "\n  {}",
-            key_name(&k.kind, &k.fingerprint, comment)
-        ));
-    }
-    out
-}
-
-/// Said when a person has no key: how to add one.
-/// A step needs the guest's address and the guest reported none.
-pub fn no_address(env: &str) -> String {
-    format!(
-        "{env} has no IPv4 address, which this step needs; the guest reported none. Check DHCP \
-         on the profile's bridge, raise proxmox.address_wait, or give the profile \
-         network.ip = \"pool\""
-    )
-}
-
-/// `wait for network` ran out of time.
-pub fn no_address_within(env: &str, vmid: u32, wait: Duration) -> String {
-    format!(
-        "CT {vmid} ({env}) reported no usable IPv4 address within {}; check DHCP on the \
-         profile's bridge, raise proxmox.address_wait, or give the profile network.ip = \"pool\"",
-        duration(wait)
-    )
-}
-
-/// How to log in, in `/env info`: the command and the host key to expect.
-pub fn login_lines(
-    user: &str,
-    address: Option<&str>,
-    host_key: Option<&str>,
-    hwaddr: Option<&str>,
-) -> String {
-    let mut out = match address {
-        Some(address) => format!("\n  login: ssh {user}@{address}"),
-        None => "\n  login: no address reported yet".into(),
-    };
-    if let (Some(fp), Some(_)) = (host_key, address) {
-        out.push_str(&format!("\n  host key: {fp}"));
-    }
-    if let Some(mac) = hwaddr {
-        out.push_str(&format!(
-            "\n  MAC address: {mac} (fixed; for a DHCP reservation)"
-        ));
-    }
-    out
-}
-
-pub const NO_KEYS: &str = "🔑 You have no SSH key with Slipway, so you cannot log in to what you create. Add one: /keys add key:\"ssh-ed25519 AAAA… you@laptop\" (one line of your .pub file; ssh-keygen -t ed25519 makes one)";
-
-/// The answer to `/keys remove`.
-pub fn key_removed(fingerprint: &str, removed: bool) -> String {
-    if removed {
-        format!("🔑 Removed {fingerprint}. Environments you create from now on do not trust it; running ones keep it until you remove it there.")
-    } else {
-        format!("⚠️ key: you have no key {fingerprint}; /keys list shows your keys' fingerprints")
-    }
-}
-
-fn key_name(kind: &str, fingerprint: &str, comment: &str) -> String {
-    if comment.is_empty() {
-        format!("{kind} key {fingerprint}")
-    } else {
-        format!("{kind} key {fingerprint} ({comment})")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -619,5 +452,19 @@ mod tests {
         assert_eq!(relative(Some(1000 + 2 * 86400), 1000), "in 2 days");
         assert_eq!(relative(Some(1000 - 3600), 1000), "1 hour ago");
         assert_eq!(relative(None, 0), "never");
+    }
+
+    #[test]
+    fn one_core_is_singular() {
+        assert_eq!(cores(1), "1 core");
+        assert_eq!(cores(4), "4 cores");
+    }
+
+    #[test]
+    fn the_rate_limit_names_the_burst_and_the_rate() {
+        assert_eq!(
+            slow_down(3, 60, Duration::from_millis(300)),
+            "🐢 Slow down: at most 3 commands at once, then 60 a minute. Try again in 1s."
+        );
     }
 }
