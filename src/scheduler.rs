@@ -147,11 +147,8 @@ impl Scheduler {
     ) -> Result<(), StoreError> {
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
         for app in apps {
-            let publish = &self.config.publish;
-            let opts = crate::domain::app::AppOptions {
-                route: app.domain.is_some() && publish.router.is_some(),
-                dns: app.domain.is_some() && publish.dns.is_some(),
-            };
+            let opts =
+                crate::domain::app::AppOptions::for_app(app.domain.is_some(), &self.config.publish);
             let job = NewJob {
                 kind: JobKind::Destroy,
                 idempotency_key: format!(

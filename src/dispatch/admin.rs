@@ -152,7 +152,7 @@ impl Dispatcher {
         let steps = if env.is_app() {
             super::app::app_plan(
                 JobKind::Create,
-                super::app::app_options(env.domain.is_some(), &self.config.publish),
+                crate::domain::app::AppOptions::for_app(env.domain.is_some(), &self.config.publish),
             )
         } else {
             crate::domain::lifecycle::plan(

@@ -42,17 +42,6 @@ struct Deploy<'a> {
     access: Access,
 }
 
-/// What an app's jobs do besides the container.
-pub(crate) fn app_options(
-    domain: bool,
-    publish: &crate::provider::publish::config::PublishConfig,
-) -> AppOptions {
-    AppOptions {
-        route: domain && publish.router.is_some(),
-        dns: domain && publish.dns.is_some(),
-    }
-}
-
 pub(crate) fn app_plan(kind: JobKind, opts: AppOptions) -> Vec<Step> {
     app::plan(kind, opts)
 }
@@ -246,7 +235,7 @@ impl Dispatcher {
             }
         };
         let actor = call.actor();
-        let opts = app_options(d.domain.is_some(), &self.config.publish);
+        let opts = AppOptions::for_app(d.domain.is_some(), &self.config.publish);
         let new = NewEnv {
             name: d.name.to_string(),
             team: d.team.name.0.clone(),
@@ -530,7 +519,7 @@ impl Dispatcher {
         const STOPPED: &[EnvState] = &[EnvState::Stopped];
         // Destroying too: a remove that failed half-way can be asked for again.
         const LIVE: &[EnvState] = &[EnvState::Ready, EnvState::Stopped, EnvState::Destroying];
-        let opts = app_options(env.domain.is_some(), &self.config.publish);
+        let opts = AppOptions::for_app(env.domain.is_some(), &self.config.publish);
         let what = match kind {
             JobKind::Destroy => "remove",
             other => other.as_str(),

@@ -20,9 +20,10 @@ impl Reconciler {
     pub(super) async fn check_addresses(
         &self,
         guests: &[Guest],
+        envs: &[EnvRecord],
         pass: &mut Pass,
     ) -> Result<(), ReconcileError> {
-        for env in self.store.list_envs(None).await? {
+        for env in envs {
             if env.is_app() || env.state != EnvState::Ready {
                 continue;
             }
@@ -45,7 +46,7 @@ impl Reconciler {
             };
             let current = env.address.as_ref().filter(|a| reported.contains(a));
             let address = match current {
-                Some(a) if self.retry_due(&env).await? => a.clone(),
+                Some(a) if self.retry_due(env).await? => a.clone(),
                 Some(_) => continue,
                 None => first.clone(),
             };
@@ -59,7 +60,7 @@ impl Reconciler {
                     .is_none()
                     .then_some(env.address.as_deref())
                     .flatten();
-                self.readdress(&env, &address, from, pass).await?;
+                self.readdress(env, &address, from, pass).await?;
             }
         }
         Ok(())

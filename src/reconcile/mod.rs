@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::domain::lifecycle::EnvState;
 use crate::provider::docker::DockerHosts;
 use crate::provider::{Compute, Guest, ProviderError};
+use crate::store::envs::EnvRecord;
 use crate::store::{Store, StoreError};
 use crate::worker::steps::{env_tag, OWNER_TAG};
 use std::sync::Arc;
@@ -104,13 +105,19 @@ impl Reconciler {
 
     async fn pass_lxc(&self, pass: &mut Pass) -> Result<(), ReconcileError> {
         let guests = self.compute.guests().await?;
-        self.check_drift(&guests, pass).await?;
-        self.check_addresses(&guests, pass).await?;
+        let envs = self.store.list_envs(None).await?;
+        self.check_drift(&guests, &envs, pass).await?;
+        self.check_addresses(&guests, &envs, pass).await?;
         self.check_orphans(&guests, pass).await
     }
 
-    async fn check_drift(&self, guests: &[Guest], pass: &mut Pass) -> Result<(), ReconcileError> {
-        for env in self.store.list_envs(None).await? {
+    async fn check_drift(
+        &self,
+        guests: &[Guest],
+        envs: &[EnvRecord],
+        pass: &mut Pass,
+    ) -> Result<(), ReconcileError> {
+        for env in envs {
             if env.is_app() {
                 continue; // see `apps`
             }
@@ -122,7 +129,7 @@ impl Reconciler {
             let Some(vmid) = env.vmid else { continue };
             let guest = guests.iter().find(|g| g.vmid == vmid);
             if let Some(g) = guest.filter(|g| g.node != env.node) {
-                self.follow_node(&env, g).await?;
+                self.follow_node(env, g).await?;
                 pass.moved.push(env.name.clone());
             }
             let drift = match guest {
@@ -144,13 +151,13 @@ impl Reconciler {
                 }
                 None => format!("✅ {} matches Proxmox again.", env.name),
             };
-            self.tell(&env, text).await;
+            self.tell(env, text).await;
         }
         Ok(())
     }
 
     /// Tells the environment's thread (or its request's channel).
-    async fn tell(&self, env: &crate::store::envs::EnvRecord, text: String) {
+    async fn tell(&self, env: &EnvRecord, text: String) {
         let a = Announcement {
             text,
             env_id: env.id,
@@ -160,11 +167,7 @@ impl Reconciler {
     }
 
     /// Records the node a guest was moved to, and tells the environment's thread.
-    async fn follow_node(
-        &self,
-        env: &crate::store::envs::EnvRecord,
-        g: &Guest,
-    ) -> Result<(), ReconcileError> {
+    async fn follow_node(&self, env: &EnvRecord, g: &Guest) -> Result<(), ReconcileError> {
         tracing::info!(env = %env.name, from = %env.node, to = %g.node, "guest moved");
         self.store.set_node(env.id, g.node.clone()).await?;
         let text = format!(

@@ -341,6 +341,17 @@ async fn autocomplete_offers_profiles_and_only_the_callers_environments() {
         answer["data"]["choices"],
         json!([{"name": "lab", "value": "lab"}])
     );
+    // In a subcommand group (/env access add) the options sit one level deeper.
+    let mut grouped = autocomplete(&bob(), "env", "access", "name", "");
+    let focused = grouped["data"]["options"][0]["options"].clone();
+    grouped["data"]["options"][0]["type"] = json!(2);
+    grouped["data"]["options"][0]["options"] =
+        json!([{"name": "add", "type": 1, "options": focused}]);
+    let answer = d.interact(&grouped).await;
+    assert_eq!(
+        answer["data"]["choices"],
+        json!([{"name": "shop", "value": "shop"}])
+    );
     d.stop().await;
 }
 

@@ -43,6 +43,19 @@ fn read(t: &TestEnv, rel: &str) -> String {
     std::fs::read_to_string(t.dir.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
+/// bob creates ci-web `shop` at shop.test.example; it ends ready.
+async fn create_shop(s: &crate::common::Running) -> slipway::store::envs::EnvRecord {
+    let reply = s
+        .say(
+            "bob",
+            "/env create profile:ci-web name:shop domain:shop.test.example",
+        )
+        .await;
+    let job = s.finished(job_of(&reply)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    s.env("shop").await
+}
+
 /// Gives the guest a new lease, runs one pass and waits for its readdress job.
 async fn renew_lease(t: &TestEnv, s: &crate::common::Running, vmid: u32, env_id: i64) {
     t.pve
@@ -78,15 +91,7 @@ ingress = "{INGRESS}"
     std::fs::create_dir_all(t.dir.path().join("traefik")).unwrap();
     std::fs::create_dir_all(t.dir.path().join("file_sd")).unwrap();
     let s = t.start();
-    let reply = s
-        .say(
-            "bob",
-            "/env create profile:ci-web name:shop domain:shop.test.example",
-        )
-        .await;
-    let job = s.finished(job_of(&reply)).await;
-    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
-    let env = s.env("shop").await;
+    let env = create_shop(&s).await;
     let first = env.address.clone().expect("the first lease");
     assert!(first.starts_with("10.77.0."), "{first}");
     let route = format!("traefik/slipway-env-{}.toml", env.id);
@@ -137,14 +142,7 @@ async fn a_failed_readdress_is_tried_again_on_the_next_pass() {
     let traefik = t.dir.path().join("traefik");
     std::fs::create_dir_all(&traefik).unwrap();
     let s = t.start();
-    let reply = s
-        .say(
-            "bob",
-            "/env create profile:ci-web name:shop domain:shop.test.example",
-        )
-        .await;
-    assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
-    let env = s.env("shop").await;
+    let env = create_shop(&s).await;
     let app = s.app.as_ref().unwrap();
 
     // The route directory is gone: the readdress cannot write the route.

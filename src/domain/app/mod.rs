@@ -40,6 +40,19 @@ pub struct AppOptions {
     pub dns: bool,
 }
 
+impl AppOptions {
+    /// What an app's jobs publish, for an app with or without a domain.
+    pub fn for_app(
+        has_domain: bool,
+        publish: &crate::provider::publish::config::PublishConfig,
+    ) -> AppOptions {
+        AppOptions {
+            route: has_domain && publish.router.is_some(),
+            dns: has_domain && publish.dns.is_some(),
+        }
+    }
+}
+
 /// The steps of an app job, in order. A deploy is a `Create` job, a remove a
 /// `Destroy`, `/app stop` and `/app start` are `Stop` and `Start`, so quota,
 /// approval, state changes and rollback work as for environments.

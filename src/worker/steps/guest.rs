@@ -48,53 +48,54 @@ impl StepCx<'_> {
             .ok_or_else(|| StepError("the environment has no container id yet".into()))
     }
 
-    /// Finds the guest where it is now when Proxmox says it is not on the
-    /// recorded node (HA relocated or someone migrated it): one
-    /// `/cluster/resources` read, then the record follows. A guest that is
-    /// nowhere, or carries another environment's tag, is left to the step.
-    /// Checked before any write to an existing guest: the container at the
-    /// recorded VMID must carry this environment's tag. A missing one is left
-    /// to the step. One that is someone else's now (the VMID was reused) is
-    /// never touched: a destroy takes this environment's container as gone
+    /// Before any write to an existing guest (non-create jobs): finds it and
+    /// checks that it is still this environment's, with one config read at
+    /// the recorded node. When Proxmox says it is not there (HA relocated it or
+    /// someone migrated it), one `/cluster/resources` read finds it and the
+    /// record follows; a guest that is nowhere is left to the step. A guest at
+    /// the recorded VMID without this environment's tag (the VMID was reused)
+    /// is never touched: a destroy takes this environment's container as gone
     /// and goes on (false: skip the step); every other job fails here.
-    pub(super) async fn still_ours(&self, run: &JobRun) -> Result<bool, StepError> {
+    pub(super) async fn locate_guest(&self, run: &mut JobRun) -> Result<bool, StepError> {
         let Some(vmid) = run.env.vmid else {
             return Ok(true);
         };
         let tag = env_tag(run.env.id);
         match self.compute.config(&run.env.node, vmid).await? {
-            Some(cfg) if !cfg.tags.contains(&tag) => {
-                let why = format!(
-                    "CT {vmid} on {} does not carry this environment's tag {tag}, so it is not {}'s \
-                     container any more (its VMID was reused?); Slipway does not touch it",
-                    run.env.node, run.env.name
-                );
-                if run.job.kind == JobKind::Destroy {
-                    let line = format!("{why}; {}'s own container is taken as gone", run.env.name);
-                    self.store.log(run.job.id, "warn", line).await?;
-                    return Ok(false);
-                }
-                Err(StepError(format!(
-                    "{why}. Nothing was changed; /env destroy {} removes the environment and leaves CT {vmid} alone",
-                    run.env.name
-                )))
+            Some(cfg) if cfg.tags.contains(&tag) => Ok(true),
+            Some(_) => self.not_ours(run, vmid, &tag).await,
+            None => {
+                self.follow_node(run, vmid, &tag).await?;
+                Ok(true)
             }
-            _ => Ok(true),
         }
     }
 
-    pub(super) async fn follow_node(&self, run: &mut JobRun) -> Result<(), StepError> {
-        let Some(vmid) = run.env.vmid else {
-            return Ok(());
-        };
-        if self.compute.config(&run.env.node, vmid).await?.is_some() {
-            return Ok(());
+    /// The guest at the recorded VMID is someone else's: see [`Self::locate_guest`].
+    async fn not_ours(&self, run: &JobRun, vmid: u32, tag: &str) -> Result<bool, StepError> {
+        let why = format!(
+            "CT {vmid} on {} does not carry this environment's tag {tag}, so it is not {}'s \
+             container any more (its VMID was reused?); Slipway does not touch it",
+            run.env.node, run.env.name
+        );
+        if run.job.kind == JobKind::Destroy {
+            let line = format!("{why}; {}'s own container is taken as gone", run.env.name);
+            self.store.log(run.job.id, "warn", line).await?;
+            return Ok(false);
         }
-        let tag = env_tag(run.env.id);
+        Err(StepError(format!(
+            "{why}. Nothing was changed; /env destroy {} removes the environment and leaves CT {vmid} alone",
+            run.env.name
+        )))
+    }
+
+    /// The guest is not on the recorded node: finds it by its tag elsewhere
+    /// and records the node it is on now.
+    async fn follow_node(&self, run: &mut JobRun, vmid: u32, tag: &str) -> Result<(), StepError> {
         let guests = self.compute.guests().await?;
         let Some(moved) = guests
             .into_iter()
-            .find(|g| g.vmid == vmid && g.node != run.env.node && g.tags.contains(&tag))
+            .find(|g| g.vmid == vmid && g.node != run.env.node && g.tags.iter().any(|t| t == tag))
         else {
             return Ok(());
         };

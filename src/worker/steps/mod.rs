@@ -92,11 +92,11 @@ impl StepCx<'_> {
         i: usize,
         step: &Step,
     ) -> Result<StepState, StepError> {
-        if run.job.kind != JobKind::Create && acts_on_existing_guest(step) {
-            self.follow_node(run).await?;
-            if !self.still_ours(run).await? {
-                return Ok(StepState::Skipped);
-            }
+        if run.job.kind != JobKind::Create
+            && acts_on_existing_guest(step)
+            && !self.locate_guest(run).await?
+        {
+            return Ok(StepState::Skipped);
         }
         match step {
             Step::AllocateIp => self.allocate_ip(run, i).await,
