@@ -28,6 +28,9 @@ pub struct Progress {
     pub steps: Vec<StepView>,
     /// Index of the step being worked on.
     pub current: usize,
+    /// What the current step waits for, when it waits ("waiting for a lock
+    /// held by another Proxmox task (try 2)").
+    pub note: Option<String>,
     pub elapsed_ms: u64,
     pub rolling_back: bool,
     pub outcome: Option<Outcome>,

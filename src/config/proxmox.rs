@@ -40,6 +40,10 @@ pub(super) struct RawProxmox {
     /// The first wait between those tries; it doubles each time (at most 8 s).
     #[serde(default = "default_retry_base")]
     retry_base: String,
+    /// How long a write waits out a config lock another Proxmox task holds (a
+    /// backup, a snapshot), whether the API refused it or its task ended on it.
+    #[serde(default = "default_lock_wait")]
+    lock_wait: String,
 }
 
 fn default_timeout() -> String {
@@ -60,6 +64,9 @@ fn default_write_retries() -> u32 {
 fn default_retry_base() -> String {
     "500ms".into()
 }
+fn default_lock_wait() -> String {
+    "2m".into()
+}
 
 /// How Slipway reaches Proxmox VE.
 #[derive(Debug, Clone)]
@@ -79,6 +86,7 @@ pub struct ProxmoxConfig {
     pub address_wait: Duration,
     pub write_retries: u32,
     pub retry_base: Duration,
+    pub lock_wait: Duration,
 }
 
 fn read_secret(
@@ -165,5 +173,6 @@ pub(super) fn validate(
         address_wait: duration(&px.address_wait, "proxmox.address_wait", f, problems),
         write_retries: px.write_retries,
         retry_base: duration(&px.retry_base, "proxmox.retry_base", f, problems),
+        lock_wait: duration(&px.lock_wait, "proxmox.lock_wait", f, problems),
     }
 }

@@ -6,6 +6,7 @@ use super::{Call, Dispatcher};
 use crate::chat::{render, Reply};
 use crate::domain::lifetime::{self, Extension};
 use crate::store::envs::{ApprovalRecord, EnvRecord};
+use crate::store::lifetimes::{LifetimeDecided, LifetimeDecision};
 use crate::store::StoreError;
 use std::time::Duration;
 
@@ -32,6 +33,15 @@ impl Dispatcher {
         expires_at: Option<i64>,
     ) -> Result<(), StoreError> {
         self.store.set_expiry(env.id, expires_at).await?;
+        self.schedule_lifetime(env, expires_at).await
+    }
+
+    /// Reminders for the expiry an environment now has (none: it never expires).
+    async fn schedule_lifetime(
+        &self,
+        env: &EnvRecord,
+        expires_at: Option<i64>,
+    ) -> Result<(), StoreError> {
         match expires_at {
             Some(at) => {
                 let now = self.clock.now();
@@ -162,48 +172,13 @@ impl Dispatcher {
         call: &Call<'_>,
         a: &ApprovalRecord,
     ) -> Result<Reply, StoreError> {
-        let Some(env) = self.store.env(a.env_id).await? else {
-            return Err(StoreError::Corrupt(format!(
-                "request {} has no environment",
-                a.id
-            )));
-        };
-        let actor = call.actor();
-        if !self
-            .store
-            .decide_lifetime(a.id, actor.key(), true, None)
-            .await?
-        {
-            return Ok(Reply::private(format!(
-                "Request #{} was already decided.",
-                a.id
-            )));
-        }
         let now = self.clock.now();
-        let (expiry, text) = if a.kind == "keep" {
-            (
-                None,
-                format!(
-                    "✅ Request #{} approved by {}: {} is kept with no expiry.",
-                    a.id, actor.display, env.name
-                ),
-            )
+        let decision = if a.kind == "keep" {
+            LifetimeDecision::Keep
         } else {
-            let by = a.extend_secs.unwrap_or_default();
-            let at = env.expires_at.unwrap_or(now).max(now) + by;
-            (
-                Some(at),
-                format!(
-                    "✅ Request #{} approved by {}: {} now expires {}.",
-                    a.id,
-                    actor.display,
-                    env.name,
-                    render::relative(Some(at), now)
-                ),
-            )
+            LifetimeDecision::Extend { now }
         };
-        self.set_lifetime(&env, expiry).await?;
-        Ok(Reply::public(text))
+        self.decide_lifetime(call, a, decision).await
     }
 
     pub(super) async fn deny_lifetime(
@@ -212,20 +187,56 @@ impl Dispatcher {
         a: &ApprovalRecord,
         reason: String,
     ) -> Result<Reply, StoreError> {
+        self.decide_lifetime(call, a, LifetimeDecision::Deny(reason))
+            .await
+    }
+
+    async fn decide_lifetime(
+        &self,
+        call: &Call<'_>,
+        a: &ApprovalRecord,
+        decision: LifetimeDecision,
+    ) -> Result<Reply, StoreError> {
         let actor = call.actor();
-        if !self
+        let reason = match &decision {
+            LifetimeDecision::Deny(r) => r.clone(),
+            _ => String::new(),
+        };
+        let decided = self
             .store
-            .decide_lifetime(a.id, actor.key(), false, Some(reason.clone()))
-            .await?
-        {
-            return Ok(Reply::private(format!(
-                "Request #{} was already decided.",
-                a.id
-            )));
-        }
-        Ok(Reply::public(format!(
-            "🚫 Request #{} denied by {}: {reason}",
-            a.id, actor.display
-        )))
+            .decide_lifetime(a.id, actor.key(), decision)
+            .await?;
+        let env = self.store.env(a.env_id).await?;
+        let name = env.as_ref().map(|e| e.name.clone()).unwrap_or_default();
+        Ok(match decided {
+            LifetimeDecided::Void { name, env_state } => {
+                Reply::private(render::void_request(a.id, &name, &env_state))
+            }
+            LifetimeDecided::AlreadyDecided => {
+                Reply::private(format!("Request #{} was already decided.", a.id))
+            }
+            LifetimeDecided::Denied => Reply::public(format!(
+                "🚫 Request #{} denied by {}: {reason}",
+                a.id, actor.display
+            )),
+            LifetimeDecided::Approved { expires_at } => {
+                if let Some(env) = &env {
+                    self.schedule_lifetime(env, expires_at).await?;
+                }
+                let now = self.clock.now();
+                Reply::public(match expires_at {
+                    None => format!(
+                        "✅ Request #{} approved by {}: {name} is kept with no expiry.",
+                        a.id, actor.display
+                    ),
+                    Some(at) => format!(
+                        "✅ Request #{} approved by {}: {name} now expires {}.",
+                        a.id,
+                        actor.display,
+                        render::relative(Some(at), now)
+                    ),
+                })
+            }
+        })
     }
 }

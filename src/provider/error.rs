@@ -7,17 +7,27 @@ use std::time::Duration;
 pub enum ProviderError {
     #[error("Proxmox answered {status}: {message}")]
     Api { status: u16, message: String },
-    #[error("Proxmox task failed: {exit}{}", tail(.log_tail))]
+    #[error("Proxmox task failed: {exit}{}", tail(exit, .log_tail))]
     Task { exit: String, log_tail: Vec<String> },
+    /// The request may have reached Proxmox; its answer was lost.
     #[error("could not reach Proxmox: {0}")]
     Network(String),
+    /// No connection was made: Proxmox never saw the request.
+    #[error("could not reach Proxmox: {0}")]
+    Unreachable(String),
     #[error("{0} did not finish within {1:?}")]
     Timeout(String, Duration),
     #[error("{0}")]
     Other(String),
 }
 
-fn tail(lines: &[String]) -> String {
+/// The task log's last lines, without those that only repeat the exit.
+fn tail(exit: &str, lines: &[String]) -> String {
+    let lines: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.contains(exit.trim()))
+        .collect();
     if lines.is_empty() {
         String::new()
     } else {
@@ -51,7 +61,9 @@ impl ProviderError {
             ProviderError::Task { exit, log_tail } => std::iter::once(exit.as_str())
                 .chain(log_tail.iter().map(String::as_str))
                 .collect(),
-            ProviderError::Network(m) | ProviderError::Other(m) => vec![m],
+            ProviderError::Network(m) | ProviderError::Unreachable(m) | ProviderError::Other(m) => {
+                vec![m]
+            }
             ProviderError::Timeout(what, _) => vec![what],
         }
     }
@@ -59,7 +71,9 @@ impl ProviderError {
     pub fn kind(&self) -> ErrorKind {
         let says = |needle: &str| self.texts().iter().any(|t| t.contains(needle));
         match self {
-            ProviderError::Network(_) | ProviderError::Timeout(..) => ErrorKind::Transient,
+            ProviderError::Network(_)
+            | ProviderError::Unreachable(_)
+            | ProviderError::Timeout(..) => ErrorKind::Transient,
             ProviderError::Other(_) => ErrorKind::Fatal,
             ProviderError::Api { .. } | ProviderError::Task { .. } if says("already exists") => {
                 ErrorKind::AlreadyExists
@@ -90,23 +104,41 @@ impl ProviderError {
         self.kind() == ErrorKind::AlreadyExists
     }
 
+    /// Whether Proxmox may have carried the write out although it failed: its
+    /// answer was lost on the way, or a proxy in between broke off. False
+    /// when no connection was made, when pveproxy could not reach the node
+    /// (595), and when PVE itself answered with an error.
+    pub fn may_have_acted(&self) -> bool {
+        match self {
+            ProviderError::Unreachable(_) | ProviderError::Other(_) => false,
+            ProviderError::Network(_) | ProviderError::Timeout(..) => true,
+            ProviderError::Api { status, .. } => matches!(status, 502 | 504 | 596),
+            ProviderError::Task { .. } => true,
+        }
+    }
+
     /// The guest is not there (any more).
     pub fn is_not_found(&self) -> bool {
         self.kind() == ErrorKind::NotFound
     }
 
-    /// Worth trying again: the network, a proxy, a node or the cluster may
-    /// recover, or a lock that an API call reported may be released. (A lock
-    /// that ended a task is reported by the task; it is not retried here.)
+    /// Worth trying again at once: the network, a proxy, a node or the
+    /// cluster may recover. A held lock is not: it is waited out for its own
+    /// budget (see `worker::backoff`).
     pub fn is_transient(&self) -> bool {
-        match self.kind() {
-            ErrorKind::Transient => true,
-            ErrorKind::Locked => matches!(self, ProviderError::Api { .. }),
-            ErrorKind::AlreadyExists
-            | ErrorKind::NotFound
-            | ErrorKind::Forbidden
-            | ErrorKind::Fatal => false,
-        }
+        self.kind() == ErrorKind::Transient
+    }
+
+    /// A lock that another Proxmox task holds and will release when it ends
+    /// (a backup, a snapshot, a migration, a config write). A `create` or
+    /// `mounted` lock outlives the task that took it (a crash, a manual
+    /// mount): waiting does not help, a person runs `pct unlock`.
+    pub fn lock_may_be_released(&self) -> bool {
+        self.kind() == ErrorKind::Locked
+            && !self
+                .texts()
+                .iter()
+                .any(|t| t.contains("locked (create)") || t.contains("locked (mounted)"))
     }
 }
 
@@ -180,12 +212,41 @@ mod tests {
     }
 
     #[test]
-    fn only_an_api_lock_is_retried_by_the_caller() {
-        assert!(api(500, "CT is locked (snapshot)").is_transient());
-        let in_task = ProviderError::Task {
-            exit: "CT is locked (snapshot)".into(),
+    fn a_lock_is_waited_for_only_when_its_task_will_release_it() {
+        let task = |exit: &str| ProviderError::Task {
+            exit: exit.into(),
             log_tail: vec![],
         };
-        assert!(!in_task.is_transient());
+        assert!(api(500, "CT is locked (snapshot)").lock_may_be_released());
+        assert!(
+            task("can't lock file '/run/lock/lxc/pve-config-7.lock' - got timeout")
+                .lock_may_be_released()
+        );
+        assert!(!task("CT is locked (create)").lock_may_be_released());
+        assert!(!api(500, "CT is locked (snapshot)").is_transient());
+    }
+
+    #[test]
+    fn a_write_that_never_reached_proxmox_did_nothing() {
+        assert!(!ProviderError::Unreachable("connection refused".into()).may_have_acted());
+        assert!(!api(595, "No route to host").may_have_acted());
+        assert!(!api(400, "parameter verification failed").may_have_acted());
+        assert!(ProviderError::Network("connection reset".into()).may_have_acted());
+        assert!(api(504, "Gateway Timeout").may_have_acted());
+    }
+
+    #[test]
+    fn a_task_error_is_said_once() {
+        let e = ProviderError::Task {
+            exit: "can't lock file '/run/lock/lxc/pve-config-7.lock' - got timeout".into(),
+            log_tail: vec![
+                "trying to acquire lock...".into(),
+                "TASK ERROR: can't lock file '/run/lock/lxc/pve-config-7.lock' - got timeout"
+                    .into(),
+            ],
+        };
+        let text = e.to_string();
+        assert_eq!(text.matches("can't lock file").count(), 1, "{text}");
+        assert!(text.contains("trying to acquire lock"), "{text}");
     }
 }

@@ -222,29 +222,103 @@ impl Store {
         .await
     }
 
-    /// Marks a lifetime approval decided; false if it was decided already.
+    /// Decides a lifetime request in one transaction: the approval and the
+    /// environment's expiry change together, and only while the request is
+    /// pending and its environment is ready or stopped. A request whose
+    /// environment was destroyed (or failed) meanwhile is void, whatever
+    /// the admin decided, and nothing else changes.
     pub async fn decide_lifetime(
         &self,
         id: i64,
         decider: String,
-        approve: bool,
-        reason: Option<String>,
-    ) -> Result<bool, StoreError> {
+        decision: LifetimeDecision,
+    ) -> Result<LifetimeDecided, StoreError> {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let state = if approve { "approved" } else { "denied" };
-            let n = tx.execute(
-                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, deny_reason = ?5 WHERE id = ?1 AND state = 'pending'",
-                params![id, state, decider, super::now(), reason],
-            )?;
-            if n == 1 {
-                audit(&tx, &decider, "approval.lifetime", &format!("request {id}"), state, reason.as_deref().unwrap_or(""))?;
+            type Row = (String, i64, String, String, Option<i64>, Option<i64>);
+            let row: Option<Row> = tx
+                .query_row(
+                    "SELECT a.state, e.id, e.name, e.state, e.expires_at, a.extend_secs
+                     FROM approvals a JOIN environments e ON e.id = a.env_id WHERE a.id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()?;
+            let Some((state, env_id, name, env_state, expires_at, extend_secs)) = row else {
+                return Ok(LifetimeDecided::AlreadyDecided);
+            };
+            if state == "void" {
+                return Ok(LifetimeDecided::Void { name, env_state });
             }
+            if state != "pending" {
+                return Ok(LifetimeDecided::AlreadyDecided);
+            }
+            let now = super::now();
+            if !matches!(env_state.as_str(), "ready" | "stopped") {
+                // What it would change is gone: the request is void, nothing else moves.
+                tx.execute(
+                    "UPDATE approvals SET state = 'void', decided_by = ?2, decided_at = ?3, deny_reason = ?4 WHERE id = ?1",
+                    params![id, decider, now, format!("{name} is {env_state}")],
+                )?;
+                audit(&tx, &decider, "approval.lifetime", &format!("request {id}"), "void", &format!("{name} is {env_state}"))?;
+                tx.commit()?;
+                return Ok(LifetimeDecided::Void { name, env_state });
+            }
+            let (state, reason, expiry) = match &decision {
+                LifetimeDecision::Deny(reason) => ("denied", Some(reason.clone()), expires_at),
+                LifetimeDecision::Keep => ("approved", None, None),
+                LifetimeDecision::Extend { now } => {
+                    let at = expires_at.unwrap_or(*now).max(*now) + extend_secs.unwrap_or_default();
+                    ("approved", None, Some(at))
+                }
+            };
+            tx.execute(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4, deny_reason = ?5 WHERE id = ?1",
+                params![id, state, decider, now, reason],
+            )?;
+            if state == "approved" {
+                tx.execute(
+                    "UPDATE environments SET expires_at = ?2 WHERE id = ?1",
+                    params![env_id, expiry],
+                )?;
+            }
+            audit(&tx, &decider, "approval.lifetime", &format!("request {id}"), state, reason.as_deref().unwrap_or(""))?;
             tx.commit()?;
-            Ok(n == 1)
+            Ok(match decision {
+                LifetimeDecision::Deny(_) => LifetimeDecided::Denied,
+                _ => LifetimeDecided::Approved { expires_at: expiry },
+            })
         })
         .await
     }
+}
+
+/// What an admin decided about a lifetime request.
+#[derive(Debug, Clone)]
+pub enum LifetimeDecision {
+    /// Extend by the request's terms, counted from `now` or the expiry, whichever is later.
+    Extend {
+        now: i64,
+    },
+    /// No expiry.
+    Keep,
+    Deny(String),
+}
+
+/// What became of a decision about a lifetime request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifetimeDecided {
+    /// The environment's expiry is now this (None: it never expires).
+    Approved {
+        expires_at: Option<i64>,
+    },
+    Denied,
+    AlreadyDecided,
+    /// The environment it was for is no longer there (`env_state`): nothing changed.
+    Void {
+        name: String,
+        env_state: String,
+    },
 }
 
 /// Replaces an environment's scheduled reminders with `schedule` ((offset, due) pairs).

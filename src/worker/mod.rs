@@ -89,6 +89,8 @@ pub(crate) struct JobRun {
     /// Steps left to do (or undo) before the run pauses: `Worker::step_once`
     /// sets one; `None` runs the job to its end.
     pub budget: Option<usize>,
+    /// What the current step waits for, shown under it until the next step.
+    pub note: Option<String>,
 }
 
 impl JobRun {
@@ -127,6 +129,7 @@ impl JobRun {
                 })
                 .collect(),
             current,
+            note: self.note.clone(),
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             rolling_back,
             outcome,
@@ -240,6 +243,7 @@ impl Worker {
             started: Instant::now(),
             resumed: false,
             budget,
+            note: None,
         };
         tracing::info!(job = run.job.id, kind = %run.job.kind, env = %run.env.name, state = %run.job.state, "working on job");
         // Renew the lease while the job runs; a lost lease stops this worker's part.
@@ -306,6 +310,7 @@ impl Worker {
             let total = run.steps.len();
             run.steps[i].state = StepState::Running;
             run.steps[i].error = None;
+            run.note = None;
             self.store
                 .begin_step(
                     run.job.id,
@@ -514,6 +519,7 @@ impl Worker {
             docker: &self.docker,
             guest_ids: &self.guest_ids,
             ssh_identity: &self.ssh_identity,
+            bus: &self.bus,
         }
     }
 }

@@ -17,19 +17,20 @@ async fn a_failed_destroy_is_reported_and_can_be_asked_for_again() {
         .await;
     assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
     let vmid = s.env("stuck").await.vmid.unwrap();
-    // A backup holds the container's lock through every retry of the delete.
-    t.pve.hold_delete_lock(vmid, 4).await;
+    // A backup holds the container's lock for longer than the lock wait.
+    t.pve.hold_lock(vmid).await;
     let first = s.say("bob", "/env destroy name:stuck").await;
     assert_eq!(s.finished(job_of(&first)).await.state, JobState::Failed);
     assert_eq!(s.env("stuck").await.state, EnvState::Destroying);
     let list = s.say("bob", "/env list").await;
     assert!(
-        list.text.contains("destroy failed") && list.text.contains("CT is locked (backup)"),
+        list.text.contains("destroy failed") && list.text.contains("can't lock file"),
         "{}",
         list.text
     );
 
     // The lock is gone now: asking again works.
+    t.pve.release_lock(vmid).await;
     let again = s.say("bob", "/env destroy name:stuck").await;
     let job = again
         .job
@@ -60,11 +61,17 @@ async fn an_expired_environments_failed_teardown_is_tried_again() {
         .await;
     assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
     let vmid = s.env("brief").await.vmid.unwrap();
-    t.pve.hold_delete_lock(vmid, 4).await;
+    t.pve.hold_lock(vmid).await;
     let started = Instant::now();
     // Past its expiry: the teardown fails once, then the scheduler tries again.
     clock.advance(2 * 3600 + 120);
     loop {
+        if s.count("SELECT COUNT(*) FROM jobs WHERE kind = 'destroy' AND state = 'failed'")
+            .await
+            > 0
+        {
+            t.pve.release_lock(vmid).await;
+        }
         s.wake_scheduler();
         tokio::time::sleep(Duration::from_millis(300)).await;
         if s.env("brief").await.state == EnvState::Destroyed {

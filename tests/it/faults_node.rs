@@ -81,3 +81,40 @@ async fn the_reconcile_loop_records_the_node_a_container_moved_to() {
     assert!(info.contains("live: running"), "{info}");
     s.stop().await;
 }
+
+/// Issue 17, fault 4: a create that never reached Proxmox (its node is
+/// offline) left nothing behind, so its rollback neither tries to delete a
+/// container for a minute nor asks for a person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_never_reached_proxmox_rolls_back_without_alarm() {
+    let t = env();
+    t.pve
+        .call("set_node_offline", json!(["pve1"]), json!({}))
+        .await;
+    let s = t.start();
+    let started = std::time::Instant::now();
+    let reply = s
+        .say("bob", "/env create profile:generic-service name:unreached")
+        .await;
+    let job = s.finished(job_of(&reply)).await;
+    assert_eq!(job.state, JobState::Failed);
+    let env = s.env("unreached").await;
+    let reason = env.reason.unwrap();
+    assert!(!reason.contains("needs a person"), "{reason}");
+    let text = s.wait_for_message("❌ create unreached failed").await;
+    assert!(text.contains("Everything it created was removed"), "{text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "the rollback did not wait on a container that never existed: {:?}",
+        started.elapsed()
+    );
+    let deletes = t
+        .pve
+        .writes()
+        .await
+        .into_iter()
+        .filter(|w| w["method"] == "DELETE")
+        .count();
+    assert_eq!(deletes, 0, "nothing to delete");
+    s.stop().await;
+}

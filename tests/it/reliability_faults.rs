@@ -65,7 +65,7 @@ async fn create_task_error_rolls_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_held_config_lock_is_retried_a_bounded_number_of_times_then_rolled_back() {
+async fn a_held_config_lock_is_waited_for_a_bounded_time_then_rolled_back() {
     let t = TestEnv::new(opts());
     t.pve
         .fail(
@@ -75,14 +75,16 @@ async fn a_held_config_lock_is_retried_a_bounded_number_of_times_then_rolled_bac
         )
         .await;
     let s = t.start();
+    let started = std::time::Instant::now();
     assert_eq!(create(&s, "locked").await.1, JobState::Failed);
     let reason = s.env("locked").await.reason.unwrap();
     assert!(reason.contains("got timeout"), "{reason}");
-    assert_eq!(
-        posts_ending(&t, "/status/start").await,
-        4,
-        "1 try + write_retries = 3"
+    let tries = posts_ending(&t, "/status/start").await;
+    assert!(
+        (3..=20).contains(&tries),
+        "{tries} tries within lock_wait = 3s"
     );
+    assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(lxc(&t).await, 0);
     s.assert_invariants(&t.pve, 200).await;
     s.stop().await;

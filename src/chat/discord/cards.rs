@@ -253,6 +253,10 @@ fn settled(d: &Discord, a: &ApprovalRecord) -> Option<String> {
         "pending" => None,
         "expired" => Some(expired_text(d, a.id)),
         "approved" => Some(format!("✅ Request #{} approved by {by}", a.id)),
+        "void" => Some(format!(
+            "➖ Request #{} is void: its environment is gone, so nothing was changed",
+            a.id
+        )),
         other => Some(format!("🚫 Request #{} {other} by {by}", a.id)),
     }
 }

@@ -102,7 +102,7 @@ pub fn progress(p: &Progress) -> String {
             )
         }
     };
-    for s in &p.steps {
+    for (i, s) in p.steps.iter().enumerate() {
         let mark = match s.state {
             StepState::Pending => "·",
             StepState::Running => "▶",
@@ -112,8 +112,16 @@ pub fn progress(p: &Progress) -> String {
             StepState::Compensated => "↩",
         };
         out.push_str(&format!("\n  {mark} {}", s.name));
+        if let (true, None, Some(note)) = (i == p.current, &p.outcome, &p.note) {
+            out.push_str(&format!(" — {note}"));
+        }
     }
     out
+}
+
+/// A step's note while a lock another Proxmox task holds is waited out.
+pub fn waiting_for_lock(try_no: u32) -> String {
+    format!("waiting for a lock held by another Proxmox task (try {try_no})")
 }
 
 /// "in 2 days", "3 hours ago", "never".

@@ -81,3 +81,14 @@ pub fn readdress_retried(env: &str, to: &str, job: i64) -> String {
 pub fn guest_moved(vmid: u32, from: &str, to: &str) -> String {
     format!("CT {vmid} is on node {to} now, not on {from} (moved by HA or a migration); following it there")
 }
+
+/// An approval whose environment is gone: nothing was decided or changed.
+pub fn void_request(id: i64, name: &str, env_state: &str) -> String {
+    let what = match env_state {
+        "destroyed" => format!("{name} was destroyed meanwhile"),
+        "destroying" => format!("{name} is being destroyed"),
+        "failed" => format!("{name} failed meanwhile"),
+        other => format!("{name} is {other} now"),
+    };
+    format!("➖ Request #{id} is void: {what}, so nothing was changed.")
+}

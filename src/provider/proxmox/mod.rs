@@ -127,10 +127,13 @@ impl Proxmox {
                 req.form(form)
             };
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| ProviderError::Network(describe(&e)))?;
+        let resp = req.send().await.map_err(|e| {
+            if e.is_connect() {
+                ProviderError::Unreachable(describe(&e))
+            } else {
+                ProviderError::Network(describe(&e))
+            }
+        })?;
         let status = resp.status();
         let reason = status.canonical_reason().unwrap_or("").to_string();
         let text = resp

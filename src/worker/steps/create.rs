@@ -178,6 +178,8 @@ impl StepCx<'_> {
         // Ids Proxmox said were taken, though this token could not see them.
         let mut taken: Vec<u32> = Vec::new();
         let mut backoff = self.backoff();
+        // Whether any create request so far may have made a container.
+        let mut acted = false;
         for _ in 0..20 + self.config.proxmox.write_retries {
             let (vmid, fresh) = match run.env.vmid {
                 Some(v) => (v, false),
@@ -244,13 +246,21 @@ impl StepCx<'_> {
                 ssh_public_keys: self.login_keys(run).await?,
                 ..self.spec(run, vmid)?
             };
-            match self.compute.create(&spec).await {
+            // Written ahead: a rollback after a crash mid-request looks for the container.
+            self.mark_sent(run, i, Some(true)).await?;
+            let sent = self.compute.create(&spec).await;
+            if let Err(e) = &sent {
+                acted |= e.may_have_acted();
+                self.mark_sent(run, i, Some(acted)).await?;
+            }
+            match sent {
                 Ok(task) => {
                     run.set_data(
                         i,
                         &CreateGuestData {
                             vmid: Some(vmid),
                             task: Some(task.clone()),
+                            sent: Some(true),
                         },
                     );
                     self.checkpoint(run, i).await?;
@@ -286,11 +296,21 @@ impl StepCx<'_> {
         run: &mut JobRun,
         i: usize,
     ) -> Result<(), StepError> {
-        if let Some(task) = run.data::<CreateGuestData>(i)?.task {
+        let data = run.data::<CreateGuestData>(i)?;
+        if let Some(task) = data.task {
             let _ = self
                 .compute
                 .wait(&task, self.config.proxmox.task_timeout)
                 .await;
+        } else if data.sent == Some(false) {
+            self.store
+                .log(
+                    run.job.id,
+                    "info",
+                    "no create request reached Proxmox, so there is no container to remove".into(),
+                )
+                .await?;
+            return Ok(());
         }
         if run.env.vmid.is_some() {
             self.shut_down(run, i).await?;
@@ -302,6 +322,20 @@ impl StepCx<'_> {
     /// Undoes `allocate_ip`: the address goes back to the team's pool.
     pub(super) async fn undo_allocate_ip(&self, run: &mut JobRun) -> Result<(), StepError> {
         self.store.release_ips(run.env.id).await?;
+        Ok(())
+    }
+
+    /// Records in the journal whether a create request may have made the container.
+    async fn mark_sent(
+        &self,
+        run: &mut JobRun,
+        i: usize,
+        sent: Option<bool>,
+    ) -> Result<(), StepError> {
+        let mut data: CreateGuestData = run.data(i)?;
+        data.sent = sent;
+        run.set_data(i, &data);
+        self.checkpoint(run, i).await?;
         Ok(())
     }
 

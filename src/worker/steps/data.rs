@@ -24,6 +24,12 @@ pub(crate) struct CreateGuestData {
     pub vmid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskRef>,
+    /// Whether a create request for `vmid` may have made the container: set
+    /// before the request goes out, cleared when every request certainly did
+    /// nothing (none reached Proxmox, or PVE refused it). Absent in a job
+    /// from an earlier release: then it may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<bool>,
 }
 
 /// `start_guest`, `start_stopped_guest` and `initial_snapshot`: the task they sent.
@@ -48,6 +54,47 @@ pub(crate) struct ShutdownData {
 pub(crate) struct DeleteGuestData {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delete_task: Option<TaskRef>,
+}
+
+/// A step's data that holds the one task it sent, in the field `FIELD`.
+pub(crate) trait SavedTask: Serialize + serde::de::DeserializeOwned {
+    const FIELD: &'static str;
+    fn task(self) -> Option<TaskRef>;
+    fn with(task: TaskRef) -> Self;
+}
+
+impl SavedTask for TaskData {
+    const FIELD: &'static str = "task";
+    fn task(self) -> Option<TaskRef> {
+        self.task
+    }
+    fn with(task: TaskRef) -> Self {
+        TaskData { task: Some(task) }
+    }
+}
+
+impl SavedTask for ShutdownData {
+    const FIELD: &'static str = "stop_task";
+    fn task(self) -> Option<TaskRef> {
+        self.stop_task
+    }
+    fn with(task: TaskRef) -> Self {
+        ShutdownData {
+            stop_task: Some(task),
+        }
+    }
+}
+
+impl SavedTask for DeleteGuestData {
+    const FIELD: &'static str = "delete_task";
+    fn task(self) -> Option<TaskRef> {
+        self.delete_task
+    }
+    fn with(task: TaskRef) -> Self {
+        DeleteGuestData {
+            delete_task: Some(task),
+        }
+    }
 }
 
 /// Any step being undone: how often its undo failed so far.

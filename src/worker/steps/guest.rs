@@ -3,6 +3,7 @@
 //! each with its compensation beside it.
 
 use super::data::{DeleteGuestData, ShutdownData, TaskData};
+use super::task_write::{forget_task, Effect};
 use super::{JobRun, StepCx, StepError};
 use crate::domain::lifecycle::{JobKind, Step, StepState};
 use std::time::Duration;
@@ -39,6 +40,7 @@ impl StepCx<'_> {
         crate::worker::backoff::Backoff::new(
             self.config.proxmox.write_retries,
             self.config.proxmox.retry_base,
+            self.config.proxmox.lock_wait,
         )
     }
 
@@ -112,11 +114,24 @@ impl StepCx<'_> {
     }
 
     async fn is_running(&self, run: &JobRun, vmid: u32) -> Result<bool, StepError> {
+        self.running(&run.env.node, vmid).await
+    }
+
+    async fn running(&self, node: &str, vmid: u32) -> Result<bool, StepError> {
         Ok(self
             .compute
-            .status(&run.env.node, vmid)
+            .status(node, vmid)
             .await?
             .is_some_and(|s| s.status == "running"))
+    }
+
+    async fn has_snapshot(&self, node: &str, vmid: u32, name: &str) -> Result<bool, StepError> {
+        Ok(self
+            .compute
+            .snapshots(node, vmid)
+            .await?
+            .iter()
+            .any(|s| s == name))
     }
 
     /// In a create the step before made the container stopped, so only a
@@ -133,29 +148,18 @@ impl StepCx<'_> {
     ) -> Result<StepState, StepError> {
         let vmid = self.vmid(run)?;
         let timeout = self.config.proxmox.task_timeout;
-        if let Some(task) = run.data::<TaskData>(i)?.task {
-            self.compute.wait(&task, timeout).await?;
-        } else if !(self.may_be_running(run) && self.is_running(run, vmid).await?) {
-            let mut backoff = self.backoff();
-            let task = loop {
-                match self.compute.start(&run.env.node, vmid).await {
-                    Ok(t) => break t,
-                    Err(e) if backoff.retry(&e).await => {
-                        if self.is_running(run, vmid).await? {
-                            return Ok(StepState::Done);
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            run.set_data(
-                i,
-                &TaskData {
-                    task: Some(task.clone()),
-                },
-            );
-            self.checkpoint(run, i).await?;
-            self.compute.wait(&task, timeout).await?;
+        let node = run.env.node.clone();
+        let n = node.as_str();
+        let saved = run.data::<TaskData>(i)?.task.is_some();
+        if saved || !(self.may_be_running(run) && self.running(&node, vmid).await?) {
+            self.task_write::<TaskData, _, _, _, _>(
+                run,
+                Some(i),
+                timeout,
+                move || self.compute.start(n, vmid),
+                move || self.running(n, vmid),
+            )
+            .await?;
         }
         // Wait until Proxmox reports it running (HA starts are asynchronous).
         let started = std::time::Instant::now();
@@ -223,31 +227,23 @@ impl StepCx<'_> {
     ) -> Result<StepState, StepError> {
         let vmid = self.vmid(run)?;
         let timeout = self.config.proxmox.task_timeout;
-        if let Some(task) = run.data::<TaskData>(i)?.task {
-            self.compute.wait(&task, timeout).await?;
-            return Ok(StepState::Done);
-        }
-        if self
-            .compute
-            .snapshots(&run.env.node, vmid)
-            .await?
-            .iter()
-            .any(|s| s == INITIAL_SNAPSHOT)
+        if run.data::<TaskData>(i)?.task.is_none()
+            && self
+                .has_snapshot(&run.env.node, vmid, INITIAL_SNAPSHOT)
+                .await?
         {
             return Ok(StepState::Done);
         }
-        let task = self
-            .compute
-            .snapshot(&run.env.node, vmid, INITIAL_SNAPSHOT)
-            .await?;
-        run.set_data(
-            i,
-            &TaskData {
-                task: Some(task.clone()),
-            },
-        );
-        self.checkpoint(run, i).await?;
-        self.compute.wait(&task, timeout).await?;
+        let node = run.env.node.clone();
+        let n = node.as_str();
+        self.task_write::<TaskData, _, _, _, _>(
+            run,
+            Some(i),
+            timeout,
+            move || self.compute.snapshot(n, vmid, INITIAL_SNAPSHOT),
+            move || self.has_snapshot(n, vmid, INITIAL_SNAPSHOT),
+        )
+        .await?;
         Ok(StepState::Done)
     }
 
@@ -267,58 +263,39 @@ impl StepCx<'_> {
             return Ok(StepState::Done);
         }
         let grace = self.config.proxmox.shutdown_timeout;
-        let task = match run.data::<ShutdownData>(i)?.stop_task {
-            Some(t) => t,
-            None => {
-                let mut backoff = self.backoff();
-                let t = loop {
-                    match self.compute.shutdown(&run.env.node, vmid, grace).await {
-                        Ok(t) => break t,
-                        Err(e) if backoff.retry(&e).await => {
-                            if !self.is_running(run, vmid).await? {
-                                return Ok(StepState::Done);
-                            }
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
-                run.set_data(
-                    i,
-                    &ShutdownData {
-                        stop_task: Some(t.clone()),
-                    },
-                );
-                self.checkpoint(run, i).await?;
-                t
+        let node = run.env.node.clone();
+        let n = node.as_str();
+        let graceful = self
+            .task_write::<ShutdownData, _, _, _, _>(
+                run,
+                Some(i),
+                grace + Duration::from_secs(30),
+                move || self.compute.shutdown(n, vmid, grace),
+                move || async move { Ok(!self.running(n, vmid).await?) },
+            )
+            .await;
+        match graceful {
+            Ok(Effect::AlreadyThere) => return Ok(StepState::Done),
+            Ok(Effect::Done) => {}
+            Err(e) => {
+                self.store
+                    .log(
+                        run.job.id,
+                        "warn",
+                        format!("graceful shutdown failed ({e}); forcing a stop"),
+                    )
+                    .await?
             }
-        };
-        if let Err(e) = self
-            .compute
-            .wait(&task, grace + Duration::from_secs(30))
-            .await
-        {
-            self.store
-                .log(
-                    run.job.id,
-                    "warn",
-                    format!("graceful shutdown failed ({e}); forcing a stop"),
-                )
-                .await?;
         }
-        if self.is_running(run, vmid).await? {
-            let mut backoff = self.backoff();
-            let t = loop {
-                match self.compute.stop(&run.env.node, vmid).await {
-                    Ok(t) => break t,
-                    Err(e) if backoff.retry(&e).await => {
-                        if !self.is_running(run, vmid).await? {
-                            return Ok(StepState::Done);
-                        }
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            self.compute.wait(&t, timeout).await?;
+        if self.running(&node, vmid).await? {
+            self.task_write::<ShutdownData, _, _, _, _>(
+                run,
+                None,
+                timeout,
+                move || self.compute.stop(n, vmid),
+                move || async move { Ok(!self.running(n, vmid).await?) },
+            )
+            .await?;
         }
         Ok(StepState::Done)
     }
@@ -330,14 +307,18 @@ impl StepCx<'_> {
         if self.compute.config(&run.env.node, vmid).await?.is_none() {
             return Ok(StepState::Done);
         }
-        for snap in self.compute.snapshots(&run.env.node, vmid).await? {
-            let t = self
-                .compute
-                .delete_snapshot(&run.env.node, vmid, &snap)
-                .await?;
-            self.compute
-                .wait(&t, self.config.proxmox.task_timeout)
-                .await?;
+        let node = run.env.node.clone();
+        let n = node.as_str();
+        for snap in self.compute.snapshots(n, vmid).await? {
+            let s = snap.as_str();
+            self.task_write::<TaskData, _, _, _, _>(
+                run,
+                None,
+                self.config.proxmox.task_timeout,
+                move || self.compute.delete_snapshot(n, vmid, s),
+                move || async move { Ok(!self.has_snapshot(n, vmid, s).await?) },
+            )
+            .await?;
         }
         Ok(StepState::Done)
     }
@@ -370,26 +351,18 @@ impl StepCx<'_> {
                 }
             }
             Some(_) => {
-                let mut backoff = self.backoff();
-                let task = loop {
-                    match self.compute.destroy(&run.env.node, vmid).await {
-                        Ok(t) => break t,
-                        Err(e) if backoff.retry(&e).await => {
-                            if self.compute.config(&run.env.node, vmid).await?.is_none() {
-                                return Ok(StepState::Done);
-                            }
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                };
-                run.set_data(
-                    i,
-                    &DeleteGuestData {
-                        delete_task: Some(task.clone()),
-                    },
-                );
-                self.checkpoint(run, i).await?;
-                self.compute.wait(&task, timeout).await?;
+                // A task id saved before a restart was waited for above.
+                forget_task::<DeleteGuestData>(run, i);
+                let node = run.env.node.clone();
+        let n = node.as_str();
+                self.task_write::<DeleteGuestData, _, _, _, _>(
+                    run,
+                    Some(i),
+                    timeout,
+                    move || self.compute.destroy(n, vmid),
+                    move || async move { Ok(self.compute.config(n, vmid).await?.is_none()) },
+                )
+                .await?;
                 Ok(StepState::Done)
             }
         }
@@ -476,6 +449,7 @@ impl StepCx<'_> {
             return Ok(());
         };
         let node = run.env.node.clone();
+        let n = node.as_str();
         if self.compute.config(&node, vmid).await?.is_some()
             && self
                 .compute
@@ -484,13 +458,14 @@ impl StepCx<'_> {
                 .iter()
                 .any(|s| s == INITIAL_SNAPSHOT)
         {
-            let t = self
-                .compute
-                .delete_snapshot(&node, vmid, INITIAL_SNAPSHOT)
-                .await?;
-            self.compute
-                .wait(&t, self.config.proxmox.task_timeout)
-                .await?;
+            self.task_write::<TaskData, _, _, _, _>(
+                run,
+                None,
+                self.config.proxmox.task_timeout,
+                move || self.compute.delete_snapshot(n, vmid, INITIAL_SNAPSHOT),
+                move || async move { Ok(!self.has_snapshot(n, vmid, INITIAL_SNAPSHOT).await?) },
+            )
+            .await?;
         }
         Ok(())
     }

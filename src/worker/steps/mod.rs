@@ -14,6 +14,7 @@ pub(crate) mod data;
 mod guest;
 mod provision;
 mod publish;
+mod task_write;
 
 pub use guest::{env_tag, OWNER_TAG};
 
@@ -47,9 +48,35 @@ pub(crate) struct StepCx<'a> {
     pub guest_ids: &'a super::guest_ids::GuestIds,
     /// Slipway's own key: in every guest it creates, used to provision it.
     pub ssh_identity: &'a crate::provider::ssh_identity::ProvisioningKey,
+    /// Where a step's note (what it waits for) reaches the job's message.
+    pub bus: &'a crate::progress::Bus,
 }
 
 impl StepCx<'_> {
+    /// Waits before another try of a Proxmox write that failed with `e`:
+    /// true when one is worth it (a transient error with tries left, or a
+    /// lock another task holds, within `proxmox.lock_wait`, which the step's
+    /// message shows).
+    pub(crate) async fn retry(
+        &self,
+        run: &mut JobRun,
+        backoff: &mut crate::worker::backoff::Backoff,
+        e: &crate::provider::ProviderError,
+    ) -> Result<bool, StoreError> {
+        let Some(wait) = backoff.plan(e) else {
+            return Ok(false);
+        };
+        if let Some(n) = wait.lock_try {
+            let text = format!("{} — {e}", crate::chat::render::waiting_for_lock(n));
+            self.store.log(run.job.id, "info", text).await?;
+            run.note = Some(crate::chat::render::waiting_for_lock(n));
+            let rolling_back = run.job.state == crate::domain::lifecycle::JobState::RollingBack;
+            let _ = self.bus.send(run.view(rolling_back, None));
+        }
+        tokio::time::sleep(wait.after).await;
+        Ok(true)
+    }
+
     /// Saves step `i`'s data mid-step (a task id right after the POST), so a
     /// step resumed after a crash finds what its earlier attempt sent.
     pub(crate) async fn checkpoint(&self, run: &JobRun, i: usize) -> Result<(), StoreError> {

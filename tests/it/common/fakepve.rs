@@ -159,13 +159,17 @@ impl FakePve {
 
     /// Makes every delete of container `vmid` fail as a held backup lock
     /// does, `times` times (a destroy's retries included).
-    pub async fn hold_delete_lock(&self, vmid: u32, times: u32) {
-        self.fail(
-            "DELETE",
-            &format!("/lxc/{vmid}"),
-            json!({"status": 500, "message": "CT is locked (backup)", "times": times}),
-        )
-        .await;
+    /// Another Proxmox task (a backup, say) takes CT `vmid`'s config lock
+    /// and holds it until [`Self::release_lock`]: a write that needs the lock
+    /// is refused by the API or ends its task with "can't lock file".
+    pub async fn hold_lock(&self, vmid: u32) {
+        self.call("hold_config_lock", json!([vmid, null]), json!({}))
+            .await;
+    }
+
+    pub async fn release_lock(&self, vmid: u32) {
+        self.call("release_config_lock", json!([vmid]), json!({}))
+            .await;
     }
 
     pub async fn guest(&self, vmid: u32) -> Option<Value> {

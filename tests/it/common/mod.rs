@@ -105,6 +105,7 @@ shutdown_timeout = "5s"
 address_wait = "0s"
 write_retries = 3
 retry_base = "100ms"
+lock_wait = "3s"
 
 [worker]
 concurrency = 4
