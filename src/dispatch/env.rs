@@ -24,7 +24,33 @@ struct CreateRequest<'a> {
     team: &'a Team,
     resources: Resources,
     ttl: Duration,
+    /// Set when no ttl was asked for and the profile's default is longer
+    /// than the team allows: the lifetime is the team's maximum, and why.
+    ttl_note: Option<String>,
     domain: Option<Domain>,
+}
+
+/// The lifetime of a new environment: the one asked for, else the profile's
+/// default — capped at the team's maximum when nobody asked, with a note
+/// that says so (the user never typed a ttl to blame).
+fn lifetime_of(
+    asked: Option<Duration>,
+    profile: &Profile,
+    team: &Team,
+) -> (Duration, Option<String>) {
+    match (asked, team.quota.max_ttl) {
+        (Some(ttl), _) => (ttl, None),
+        (None, Some(max)) if profile.ttl_default > max => (
+            max,
+            Some(render::ttl_capped(
+                max,
+                &team.name.0,
+                &profile.name,
+                profile.ttl_default,
+            )),
+        ),
+        (None, _) => (profile.ttl_default, None),
+    }
 }
 
 /// What a create job will do, from the profile, whether a domain was asked for,
@@ -73,7 +99,7 @@ impl Dispatcher {
         let resources = profile
             .resources(call.int("cpu"), call.int("memory"), call.int("disk"))
             .map_err(|e| e.0)?;
-        let ttl = call.duration("ttl").unwrap_or(profile.ttl_default);
+        let (ttl, ttl_note) = lifetime_of(call.duration("ttl"), profile, team);
         if ttl.is_zero() {
             return Err("ttl: must be longer than zero".into());
         }
@@ -131,6 +157,7 @@ impl Dispatcher {
             team,
             resources,
             ttl,
+            ttl_note,
             domain,
         })
     }
@@ -149,6 +176,30 @@ impl Dispatcher {
             .unwrap_or_default())
     }
 
+    /// The node a dry run names: the one placement picked, unless the
+    /// cluster says it is offline; then the worker's choice, and why.
+    async fn planned_node(&self, picked: String) -> Result<String, StoreError> {
+        let cluster = match self.compute.cluster().await {
+            Ok(c) => c,
+            Err(e) => return Ok(format!("{picked} (node health unknown: {e})")),
+        };
+        if !cluster.offline(&picked) {
+            return Ok(picked);
+        }
+        let counts = self.store.live_per_node().await?;
+        let there = self
+            .config
+            .proxmox
+            .nodes
+            .iter()
+            .filter(|n| cluster.online(n))
+            .min_by_key(|n| counts.get(*n).copied().unwrap_or(0));
+        Ok(match there {
+            Some(n) => format!("{n} ({picked} is offline)"),
+            None => format!("{picked} (offline, and no other configured node is online)"),
+        })
+    }
+
     pub(super) async fn env_create(&self, call: &Call<'_>) -> Result<Reply, StoreError> {
         let req = match self.validate_create(call) {
             Ok(r) => r,
@@ -158,6 +209,7 @@ impl Dispatcher {
         let opts = create_options(req.profile, req.domain.is_some(), &self.config.publish);
         let steps = plan_steps(JobKind::Create, Some(opts));
         if call.flag("dry-run") {
+            let node = self.planned_node(node).await?;
             return self.dry_run(call, &req, &node, &steps).await;
         }
         let actor = call.actor();
@@ -196,11 +248,14 @@ impl Dispatcher {
             "ttl": render::duration(req.ttl),
         });
         // Told with the answer, so a person without a key learns how to log in.
-        let key_hint = if self.store.ssh_keys(call.actor().key()).await?.is_empty() {
+        let mut key_hint = if self.store.ssh_keys(call.actor().key()).await?.is_empty() {
             format!("\n{}", render::NO_KEYS)
         } else {
             String::new()
         };
+        if let Some(note) = &req.ttl_note {
+            key_hint = format!("\n{note}{key_hint}");
+        }
         Ok(match submitted {
             Submitted::Queued { job_id, check, .. } => {
                 self.wake.notify_waiters();

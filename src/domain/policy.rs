@@ -20,7 +20,7 @@ pub enum ApprovalReason {
 impl ApprovalReason {
     pub fn describe(&self) -> String {
         match self {
-            ApprovalReason::OverQuota(excess) => format!("over the team's quota ({excess})"),
+            ApprovalReason::OverQuota(excess) => format!("over the team's quota: {excess}"),
             ApprovalReason::ProfileRequiresApproval(profile) => {
                 format!("profile {profile} always needs an admin's approval")
             }

@@ -67,37 +67,59 @@ impl QuotaCheck {
         self.exceeded.is_empty()
     }
 
-    /// "cores 10 of 8, environments 3 of 2".
+    /// "cores 10 of 8 (2 over), environments 3 of 2 (1 over)".
     pub fn describe_excess(&self) -> String {
-        self.exceeded
-            .iter()
-            .map(|e| format!("{} {} of {}", e.what, e.after, e.limit))
-            .collect::<Vec<_>>()
-            .join(", ")
+        describe(&self.exceeded)
     }
 }
 
 /// Checks what `usage` would become with `request` added.
 pub fn check(quota: &Quota, usage: Usage, request: &Resources) -> QuotaCheck {
     let after = usage.plus(request);
+    QuotaCheck {
+        before: usage,
+        after,
+        exceeded: over(quota, &after),
+    }
+}
+
+/// The limits `usage` is above (approved requests can take a team past them).
+pub fn over(quota: &Quota, after: &Usage) -> Vec<Excess> {
     let limits = [
         ("cores", quota.cores, after.cores),
         ("memory MB", quota.memory_mb, after.memory_mb),
         ("disk GB", quota.disk_gb, after.disk_gb),
         ("environments", quota.environments, after.environments),
     ];
-    let exceeded = limits
+    limits
         .into_iter()
         .filter_map(|(what, limit, after)| {
             let limit = u64::from(limit?);
             (after > limit).then_some(Excess { what, after, limit })
         })
-        .collect();
-    QuotaCheck {
-        before: usage,
-        after,
-        exceeded,
+        .collect()
+}
+
+impl Excess {
+    /// "environments 5 of 2 (3 over)".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {} of {} ({} over)",
+            self.what,
+            self.after,
+            self.limit,
+            self.after - self.limit
+        )
     }
+}
+
+/// The excesses, comma-separated.
+pub fn describe(exceeded: &[Excess]) -> String {
+    exceeded
+        .iter()
+        .map(Excess::describe)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -135,7 +157,7 @@ mod tests {
         let used = Usage::default().plus(&small()).plus(&small());
         let c = check(&quota(), used, &small());
         assert!(!c.fits());
-        assert_eq!(c.describe_excess(), "environments 3 of 2");
+        assert_eq!(c.describe_excess(), "environments 3 of 2 (1 over)");
     }
 
     #[test]
@@ -147,7 +169,10 @@ mod tests {
             disk_gb: 8,
         };
         let c = check(&quota(), Usage::default(), &big);
-        assert_eq!(c.describe_excess(), "cores 8 of 4, memory MB 8192 of 4096");
+        assert_eq!(
+            c.describe_excess(),
+            "cores 8 of 4 (4 over), memory MB 8192 of 4096 (4096 over)"
+        );
     }
 
     #[test]

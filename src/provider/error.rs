@@ -117,6 +117,12 @@ impl ProviderError {
         }
     }
 
+    /// The cluster could not reach the node the request was for (PVE's 595
+    /// "No route to host" from pveproxy): the node is down or cut off.
+    pub fn node_unreachable(&self) -> bool {
+        matches!(self, ProviderError::Api { status: 595, .. })
+    }
+
     /// The guest is not there (any more).
     pub fn is_not_found(&self) -> bool {
         self.kind() == ErrorKind::NotFound

@@ -87,11 +87,33 @@ pub mod guest_ssh;
 pub mod ssh_identity;
 pub use error::{ErrorKind, ProviderError};
 
+/// The cluster in one read: its guests and whether each node is online.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub guests: Vec<Guest>,
+    /// Nodes as the cluster sees them: (name, online).
+    pub nodes: Vec<(String, bool)>,
+}
+
+impl Cluster {
+    /// Whether `node` is known and online (an unknown node is not).
+    pub fn online(&self, node: &str) -> bool {
+        self.nodes.iter().any(|(n, up)| n == node && *up)
+    }
+
+    /// Whether the cluster reports `node` and says it is not online.
+    pub fn offline(&self, node: &str) -> bool {
+        self.nodes.iter().any(|(n, up)| n == node && !*up)
+    }
+}
+
 /// Proxmox VE as the worker sees it.
 #[async_trait]
 pub trait Compute: Send + Sync {
     /// Every guest in the cluster.
     async fn guests(&self) -> Result<Vec<Guest>, ProviderError>;
+    /// Every guest and every node's health, in one `/cluster/resources` read.
+    async fn cluster(&self) -> Result<Cluster, ProviderError>;
     /// A container's config, or None if it does not exist.
     async fn config(&self, node: &str, vmid: u32)
         -> Result<Option<ContainerConfig>, ProviderError>;

@@ -32,7 +32,7 @@ async fn over_quota_waits_and_only_an_admin_approves_it() {
     assert!(
         second
             .text
-            .contains("over the team's quota (environments 2 of 1)"),
+            .contains("over the team's quota: environments 2 of 1 (1 over)"),
         "{}",
         second.text
     );
@@ -292,6 +292,55 @@ async fn a_deny_needs_a_reason_that_says_something() {
         denied.text.contains("denied by alice: not now"),
         "{}",
         denied.text
+    );
+    s.stop().await;
+}
+
+/// Issue 17, fault 6: approvals can take a team past its quota (each request
+/// was over it when asked); every approval reply and `/quota` say so plainly,
+/// and by how much, counting what was approved before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_past_the_quota_say_how_far_over_it_the_team_is() {
+    let t = TestEnv::new(small_quota());
+    let s = t.start();
+    let first = s
+        .say("bob", "/env create profile:generic-service name:one")
+        .await;
+    assert_eq!(s.finished(job_of(&first)).await.state, JobState::Succeeded);
+    let mut requests = Vec::new();
+    for name in ["two", "three", "four"] {
+        let r = s
+            .say(
+                "bob",
+                &format!("/env create profile:generic-service name:{name}"),
+            )
+            .await;
+        requests.push(r.approval.unwrap_or_else(|| panic!("{}", r.text)));
+    }
+    for (n, request) in requests.iter().enumerate() {
+        let approved = s.say("alice", &format!("/approve {request}")).await;
+        let after = n + 2;
+        assert!(
+            approved.text.contains(&format!(
+                "over the team's quota: environments {after} of 1 ({} over)",
+                after - 1
+            )),
+            "{}",
+            approved.text
+        );
+        assert_eq!(
+            s.finished(job_of(&approved)).await.state,
+            JobState::Succeeded
+        );
+    }
+    let quota = s.say("bob", "/quota").await;
+    assert!(
+        quota.text.contains("environments 4/1")
+            && quota
+                .text
+                .contains("over the team's quota: environments 4 of 1 (3 over)"),
+        "{}",
+        quota.text
     );
     s.stop().await;
 }

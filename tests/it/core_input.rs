@@ -149,8 +149,9 @@ async fn a_dry_run_shows_the_plan_and_sends_nothing() {
         )
         .await;
     assert!(
-        over.text
-            .contains("would need an admin's approval: over the team's quota (cores 8 of 4)"),
+        over.text.contains(
+            "would need an admin's approval: over the team's quota: cores 8 of 4 (4 over)"
+        ),
         "{}",
         over.text
     );

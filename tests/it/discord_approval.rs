@@ -207,6 +207,13 @@ async fn over_quota_card_refuses_others_then_one_admin_click_provisions() {
         "{decision}"
     );
     assert!(decision.contains("<t:"), "when: {decision}");
+    // Fault 7: the decided card shows the use now, the request counted once.
+    let now = field(&decided, "Quota use now");
+    assert!(
+        now.contains("cores 2/1") && now.contains("cores 2 of 1 (1 over)"),
+        "{decided}"
+    );
+    assert!(!now.contains("→"), "{now}");
 
     // The requester is told in the environment's thread, and the environment is provisioned.
     let job = d.store().list_jobs(None, 10).await.unwrap()[0].0.id;

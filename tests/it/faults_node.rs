@@ -118,3 +118,93 @@ async fn a_create_that_never_reached_proxmox_rolls_back_without_alarm() {
     assert_eq!(deletes, 0, "nothing to delete");
     s.stop().await;
 }
+
+/// Two configured nodes; `pve2` is added to fakepve's cluster.
+async fn two_nodes() -> TestEnv {
+    let t = env();
+    t.edit_config("nodes = [\"pve1\"]", "nodes = [\"pve1\", \"pve2\"]");
+    t.pve.call("add_node", json!(["pve2"]), json!({})).await;
+    t
+}
+
+/// Issue 17, fault 2: with one of two nodes offline, every create is placed
+/// on the node that is online (as `/cluster/resources` says), and the job's
+/// log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_skip_an_offline_node() {
+    let t = two_nodes().await;
+    t.pve
+        .call("set_node_offline", json!(["pve1"]), json!({}))
+        .await;
+    let s = t.start();
+    let plan = s
+        .say(
+            "bob",
+            "/env create profile:generic-service name:one dry-run:true",
+        )
+        .await;
+    assert!(
+        plan.text.contains("pve2 (pve1 is offline)"),
+        "the plan says where and why: {}",
+        plan.text
+    );
+    let started = std::time::Instant::now();
+    for name in ["one", "two", "three"] {
+        let reply = s
+            .say(
+                "bob",
+                &format!("/env create profile:generic-service name:{name}"),
+            )
+            .await;
+        let job = s.finished(job_of(&reply)).await;
+        assert_eq!(job.state, JobState::Succeeded, "{name}: {job:?}");
+        assert_eq!(s.env(name).await.node, "pve2", "{name}");
+        let vmid = s.env(name).await.vmid.unwrap();
+        assert_eq!(t.pve.guest(vmid).await.unwrap()["node"], "pve2");
+        if name == "one" {
+            let log = crate::guest_provision::job_log(&t, job.id);
+            assert!(
+                log.contains("placed on pve2 instead of pve1: pve1 is offline"),
+                "{log}"
+            );
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "no create waited on the offline node: {:?}",
+        started.elapsed()
+    );
+    s.stop().await;
+}
+
+/// A node that stops answering (595) after placement: the create had written
+/// nothing, so it is placed on the other node instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_node_does_not_answer_is_placed_again() {
+    let t = two_nodes().await;
+    t.pve
+        .fail(
+            "POST",
+            "/nodes/pve1/lxc",
+            json!({"status": 595, "message": "No route to host"}),
+        )
+        .await;
+    let s = t.start();
+    let reply = s
+        .say("bob", "/env create profile:generic-service name:moved-on")
+        .await;
+    let job = s.finished(job_of(&reply)).await;
+    assert_eq!(job.state, JobState::Succeeded, "{job:?}");
+    let env = s.env("moved-on").await;
+    assert_eq!(env.node, "pve2");
+    assert_eq!(
+        t.pve.guest(env.vmid.unwrap()).await.unwrap()["status"],
+        "running"
+    );
+    let log = crate::guest_provision::job_log(&t, job.id);
+    assert!(
+        log.contains("placed on pve2 instead of pve1: Proxmox answered 595: No route to host"),
+        "{log}"
+    );
+    s.stop().await;
+}

@@ -224,3 +224,43 @@ async fn after_downtime_only_one_catch_up_reminder_is_sent() {
     assert_eq!(s.messages_with("⏰"), 1);
     s.stop().await;
 }
+
+/// Issue 17, fault 12: a profile whose default lifetime is above the team's
+/// maximum is usable without `ttl:`; the lifetime is the team's maximum, and
+/// the reply says so instead of blaming a ttl nobody typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_lifetime_above_the_teams_maximum_is_capped_and_said() {
+    let t = TestEnv::new(Opts {
+        max_ttl: "2d",
+        ..opts()
+    });
+    let clock = Arc::new(ManualClock::new(slipway::store::now()));
+    let s = t.start_with_clock(clock.clone());
+    let reply = s
+        .say("bob", "/env create profile:generic-service name:capped")
+        .await;
+    assert!(
+        reply.text.contains(
+            "Lifetime 2d: team web's maximum, shorter than profile generic-service's default of 3d"
+        ),
+        "{}",
+        reply.text
+    );
+    assert_eq!(s.finished(job_of(&reply)).await.state, JobState::Succeeded);
+    let env = s.env("capped").await;
+    assert_eq!(env.ttl_secs, Some(2 * D));
+    let typed = s
+        .say(
+            "bob",
+            "/env create profile:generic-service name:typed ttl:3d",
+        )
+        .await;
+    assert!(
+        typed
+            .text
+            .contains("ttl: 3d is longer than team web's maximum of 2d"),
+        "{}",
+        typed.text
+    );
+    s.stop().await;
+}

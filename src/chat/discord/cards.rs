@@ -181,14 +181,23 @@ async fn card_body(d: &Discord, a: &ApprovalRecord, decision: Option<&str>) -> O
     let env = d.store.env(a.env_id).await.ok().flatten()?;
     let team = d.dispatcher.config.team(&a.team)?;
     let usage = d.store.usage(a.team.clone()).await.ok()?;
-    let check = quota::check(&team.quota, usage, &env.resources);
+    // Pending: what approving would do. Decided: the use now, which an
+    // approved request is part of already (never counted twice).
+    let quota_field = match decision {
+        None => {
+            json!({"name": "Quota use (before → after)", "value": render::quota_change(&quota::check(&team.quota, usage, &env.resources))})
+        }
+        Some(_) => {
+            json!({"name": "Quota use now", "value": render::quota(&a.team, &team.quota, &usage)})
+        }
+    };
     let r = &env.resources;
     let mut fields = vec![
         json!({"name": "Requester", "value": format!("{} ({})", who(&a.requester), clip(&env.owner_display, 80)), "inline": true}),
         json!({"name": "Team", "value": a.team, "inline": true}),
         json!({"name": "Profile", "value": env.profile, "inline": true}),
         json!({"name": "Resources", "value": format!("{}, {} MB memory, {} GB disk", render::cores(r.cores), r.memory_mb, r.disk_gb)}),
-        json!({"name": "Quota use (before → after)", "value": render::quota_change(&check)}),
+        quota_field,
         json!({"name": "Why approval is needed", "value": clip(&a.reason.describe(), 1024)}),
     ];
     if let Some(text) = decision {

@@ -325,7 +325,7 @@ fn limit(v: Option<u32>) -> String {
 
 pub fn quota(team: &str, q: &Quota, u: &Usage) -> String {
     format!(
-        "Team {team}: cores {}/{}, memory {}/{} MB, disk {}/{} GB, environments {}/{}{}",
+        "Team {team}: cores {}/{}, memory {}/{} MB, disk {}/{} GB, environments {}/{}{}{}",
         u.cores,
         limit(q.cores),
         u.memory_mb,
@@ -336,13 +336,16 @@ pub fn quota(team: &str, q: &Quota, u: &Usage) -> String {
         limit(q.environments),
         q.max_ttl
             .map(|t| format!(", longest lifetime {}", duration(t)))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        over_quota(&crate::domain::quota::over(q, u))
     )
 }
 
+/// "cores 0 → 2, …": what a request does to the team's use, and plainly
+/// when that is over the quota and by how much.
 pub fn quota_change(c: &QuotaCheck) -> String {
     format!(
-        "cores {} → {}, memory {} → {} MB, disk {} → {} GB, environments {} → {}",
+        "cores {} → {}, memory {} → {} MB, disk {} → {} GB, environments {} → {}{}",
         c.before.cores,
         c.after.cores,
         c.before.memory_mb,
@@ -350,8 +353,21 @@ pub fn quota_change(c: &QuotaCheck) -> String {
         c.before.disk_gb,
         c.after.disk_gb,
         c.before.environments,
-        c.after.environments
+        c.after.environments,
+        over_quota(&c.exceeded)
     )
+}
+
+/// " — ⚠️ over the team's quota: environments 5 of 2 (3 over)", or nothing.
+fn over_quota(exceeded: &[crate::domain::quota::Excess]) -> String {
+    if exceeded.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " — ⚠️ over the team's quota: {}",
+            crate::domain::quota::describe(exceeded)
+        )
+    }
 }
 
 pub fn profiles(list: &[Profile]) -> String {

@@ -1,7 +1,9 @@
 //! Notices the loops and jobs post in an environment's thread or in reply:
 //! addresses and nodes that moved, access that changed, refusals to destroy.
 
+use super::duration;
 use crate::store::envs::EnvRecord;
+use std::time::Duration;
 
 /// Why a docker-host environment with apps on it is not destroyed.
 pub fn host_has_apps(env: &str, apps: &[EnvRecord]) -> String {
@@ -91,4 +93,18 @@ pub fn void_request(id: i64, name: &str, env_state: &str) -> String {
         other => format!("{name} is {other} now"),
     };
     format!("➖ Request #{id} is void: {what}, so nothing was changed.")
+}
+
+/// A create moved before anything was written, because its node was down.
+pub fn placed_elsewhere(here: &str, there: &str, why: &str) -> String {
+    format!("placed on {there} instead of {here}: {why}")
+}
+
+/// A create without `ttl:` whose profile's default is above the team's maximum.
+pub fn ttl_capped(max: Duration, team: &str, profile: &str, default: Duration) -> String {
+    format!(
+        "⏳ Lifetime {}: team {team}'s maximum, shorter than profile {profile}'s default of {}.",
+        duration(max),
+        duration(default)
+    )
 }

@@ -4,7 +4,8 @@
 
 use super::Proxmox;
 use crate::provider::{
-    Compute, ContainerConfig, ContainerSpec, ContainerStatus, Guest, ProviderError, TaskRef,
+    Cluster, Compute, ContainerConfig, ContainerSpec, ContainerStatus, Guest, ProviderError,
+    TaskRef,
 };
 use async_trait::async_trait;
 use reqwest::Method;
@@ -21,30 +22,25 @@ impl Compute for Proxmox {
         let data = self
             .get(&["cluster", "resources"], &[("type", "vm".into())])
             .await?;
-        Ok(data
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|g| {
-                        Some(Guest {
-                            vmid: g.get("vmid")?.as_u64()? as u32,
-                            node: g.get("node")?.as_str()?.to_string(),
-                            kind: g
-                                .get("type")
-                                .and_then(Value::as_str)
-                                .unwrap_or("lxc")
-                                .to_string(),
-                            status: g
-                                .get("status")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                            tags: split_tags(g.get("tags").and_then(Value::as_str).unwrap_or("")),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(items(&data).filter_map(guest).collect())
+    }
+
+    async fn cluster(&self) -> Result<Cluster, ProviderError> {
+        let data = self.get(&["cluster", "resources"], &[]).await?;
+        Ok(Cluster {
+            guests: items(&data)
+                .filter(|g| matches!(g.get("type").and_then(Value::as_str), Some("lxc" | "qemu")))
+                .filter_map(guest)
+                .collect(),
+            nodes: items(&data)
+                .filter(|n| n.get("type").and_then(Value::as_str) == Some("node"))
+                .filter_map(|n| {
+                    let name = n.get("node")?.as_str()?.to_string();
+                    let online = n.get("status").and_then(Value::as_str) == Some("online");
+                    Some((name, online))
+                })
+                .collect(),
+        })
     }
 
     async fn config(
@@ -387,6 +383,29 @@ pub fn split_tags(raw: &str) -> Vec<String> {
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The entries of a `/cluster/resources` answer.
+fn items(data: &Value) -> impl Iterator<Item = &Value> {
+    data.as_array().into_iter().flatten()
+}
+
+fn guest(g: &Value) -> Option<Guest> {
+    Some(Guest {
+        vmid: g.get("vmid")?.as_u64()? as u32,
+        node: g.get("node")?.as_str()?.to_string(),
+        kind: g
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("lxc")
+            .to_string(),
+        status: g
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        tags: split_tags(g.get("tags").and_then(Value::as_str).unwrap_or("")),
+    })
 }
 
 #[cfg(test)]

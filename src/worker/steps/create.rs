@@ -80,7 +80,14 @@ impl StepCx<'_> {
             .config
             .team(&run.env.team)
             .ok_or_else(|| StepError(format!("team {} is no longer configured", run.env.team)))?;
-        let mut taken: Vec<u32> = self.guest_ids.get(self.compute).await?;
+        let mut taken: Vec<u32> = self
+            .guest_ids
+            .get(self.compute)
+            .await?
+            .guests
+            .iter()
+            .map(|g| g.vmid)
+            .collect();
         taken.extend_from_slice(skip);
         if let Some(vmid) = self
             .store
@@ -180,6 +187,10 @@ impl StepCx<'_> {
         let mut backoff = self.backoff();
         // Whether any create request so far may have made a container.
         let mut acted = false;
+        let data: CreateGuestData = run.data(i)?;
+        if data.task.is_none() && data.sent != Some(true) {
+            self.place_elsewhere(run, None).await?;
+        }
         for _ in 0..20 + self.config.proxmox.write_retries {
             let (vmid, fresh) = match run.env.vmid {
                 Some(v) => (v, false),
@@ -275,6 +286,11 @@ impl StepCx<'_> {
                         .await?;
                     taken.push(vmid);
                 }
+                // Nothing was written and the node did not answer: another one may.
+                Err(e)
+                    if !acted
+                        && e.node_unreachable()
+                        && self.place_elsewhere(run, Some(e.to_string())).await? => {}
                 // The loop looks again whether the container exists before it creates it again.
                 Err(e) if backoff.retry(&e).await => {
                     self.store
@@ -323,6 +339,45 @@ impl StepCx<'_> {
     pub(super) async fn undo_allocate_ip(&self, run: &mut JobRun) -> Result<(), StepError> {
         self.store.release_ips(run.env.id).await?;
         Ok(())
+    }
+
+    /// Before anything is written: moves a create whose node is offline (as
+    /// `/cluster/resources` says) or did not answer (`why`) to the configured
+    /// node with the fewest live environments among those online. False when
+    /// it stays: its node is fine, or no other node is online.
+    async fn place_elsewhere(
+        &self,
+        run: &mut JobRun,
+        why: Option<String>,
+    ) -> Result<bool, StepError> {
+        let cluster = self.guest_ids.get(self.compute).await?;
+        let here = run.env.node.clone();
+        if why.is_none() && !cluster.offline(&here) {
+            return Ok(false);
+        }
+        let counts = self.store.live_per_node().await?;
+        let Some(there) = self
+            .config
+            .proxmox
+            .nodes
+            .iter()
+            .filter(|n| **n != here && cluster.online(n))
+            .min_by_key(|n| counts.get(*n).copied().unwrap_or(0))
+            .cloned()
+        else {
+            return Ok(false);
+        };
+        let why = why.unwrap_or_else(|| format!("{here} is offline"));
+        self.store.set_node(run.env.id, there.clone()).await?;
+        self.store
+            .log(
+                run.job.id,
+                "warn",
+                crate::chat::render::placed_elsewhere(&here, &there, &why),
+            )
+            .await?;
+        run.env.node = there;
+        Ok(true)
     }
 
     /// Records in the journal whether a create request may have made the container.
