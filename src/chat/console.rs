@@ -89,12 +89,21 @@ pub fn actor(dispatcher: &Dispatcher, user: Option<&str>) -> Result<Actor, Strin
     })
 }
 
-/// Reads commands until EOF. Returns true if every job started here succeeded.
+/// Reads commands until EOF. Returns true if every job started or resumed
+/// here succeeded.
 pub async fn run(dispatcher: &Dispatcher, actor: Actor) -> bool {
     let interactive = std::io::stdin().is_terminal();
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let session = format!("{}-{}", std::process::id(), crate::store::now_ms());
-    let mut started: Vec<i64> = Vec::new();
+    // Jobs a crashed session left unfinished are resumed by this process's
+    // workers: a piped console waits for them too before it exits.
+    let mut started: Vec<i64> = match dispatcher.store.unfinished_jobs().await {
+        Ok(jobs) => jobs.into_iter().map(|j| j.id).collect(),
+        Err(e) => {
+            eprintln!("slipway: cannot read the unfinished jobs: {e}");
+            Vec::new()
+        }
+    };
     let mut n = 0u64;
     loop {
         if interactive {

@@ -244,3 +244,39 @@ async fn sigkill_at_every_step_then_restart_ends_every_job_cleanly() {
     }
     assert!(points >= 20, "only {points} kill points");
 }
+
+/// Issue 17, fault 13: a piped console that resumes a crashed session's job
+/// waits for that job to finish before it exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_piped_console_waits_for_the_job_it_resumed() {
+    let t = TestEnv::new(Opts {
+        time_scale: 0.05,
+        ..Opts::default()
+    });
+    t.pve.set("ct_secs", json!(8)).await;
+    let db = t.dir.path().join("slipway.db");
+    let mut child = spawn(
+        &t,
+        &["console"],
+        Some("/env create profile:ci-app name:resumed\n"),
+    );
+    let store = loop {
+        if let Ok(s) = Store::open(&db) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    kill_at(&store, &mut child, 1, 1, StepState::Running).await;
+
+    // A console with nothing to say: it resumes job 1, and waits for it.
+    let out = t.slipway(&["console"], "");
+    let job = store.job(1).await.unwrap().unwrap();
+    assert!(
+        job.state.is_finished(),
+        "the console exited with job 1 {}: {}",
+        job.state,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(job.state, JobState::Succeeded);
+    assert!(out.status.success());
+}

@@ -113,12 +113,14 @@ fn credential(raw: &RawMatrix, base: &Path) -> Result<Credential, String> {
 }
 
 fn room(key: &str, value: &Option<String>, file: &str, problems: &mut Vec<Problem>) {
+    // The same parser the client joins with: every room id form (room
+    // version 12's `!opaque` has no server part) and aliases.
     if let Some(r) = value {
-        if !(r.starts_with('!') || r.starts_with('#')) || !r.contains(':') {
+        if <&matrix_sdk::ruma::RoomOrAliasId>::try_from(r.as_str()).is_err() {
             problems.push(Problem::new(
                 file,
                 format!(
-                    "matrix.{key}: '{r}' is not a room id (!id:server) or alias (#name:server)"
+                    "matrix.{key}: '{r}' is not a room id (!id or !id:server) or alias (#name:server); copy it from the room's settings"
                 ),
             ));
         }
@@ -185,6 +187,38 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems_for(r: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        room(
+            "admin_room",
+            &Some(r.to_string()),
+            "slipway.toml",
+            &mut problems,
+        );
+        problems
+    }
+
+    #[test]
+    fn every_room_id_form_and_aliases_are_accepted() {
+        // Room version 12 (Synapse's default) ids have no server part.
+        for ok in [
+            "!31hneApxJ_1o-63DmFrpeqnkFfWppnzWso1JvH3ogLM",
+            "!abc:localhost",
+            "#ops:example.org",
+        ] {
+            assert!(problems_for(ok).is_empty(), "{ok}: {:?}", problems_for(ok));
+        }
+    }
+
+    #[test]
+    fn a_name_that_is_no_room_is_refused_with_what_to_do() {
+        for bad in ["ops", "#ops", ""] {
+            let p = problems_for(bad);
+            assert_eq!(p.len(), 1, "{bad}");
+            assert!(format!("{:?}", p[0]).contains("copy it from the room's settings"));
+        }
+    }
 
     fn load(toml_text: &str) -> (MatrixConfig, Vec<Problem>) {
         let raw: RawMatrix = toml::from_str(toml_text).unwrap();
